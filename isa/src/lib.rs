@@ -1,1 +1,39 @@
-//! placeholder
+//! # sigchip-isa: the contract between the sigchip compiler and emulator
+//!
+//! The central type is [`Program`]: a compiled network for one [`ChipDescription`], holding for
+//! every used core its tile of the weight matrix, its [`WeightImage`] and its instruction
+//! [`Streams`], plus every [`Route`] between cores and the chip's ports. The compiler emits a
+//! `Program`, the emulator runs one, and neither depends on the other: they meet here.
+//!
+//! What a program may do is fixed by the forward-only invariant, which [`verify`] proves:
+//! no route to a smaller depth, no transposed crossbar read, no read of another layer's state.
+//! See `docs/ARCHITECTURE.md` and `docs/isa.md`.
+//!
+//! - [`chip`]: the chip description (grid, crossbar, bit widths, memories, costs, energies).
+//! - [`instr`]: the instruction table, encoder, decoder and disassembler.
+//! - [`program`]: the program format, routes and layer metadata.
+//! - [`fixed_point`]: formats, rounding and saturation used by every kernel.
+//! - [`memory`]: memory accounting by kind.
+//! - [`verify`]: the verifier.
+//! - [`disasm`]: the text listing of a program.
+
+pub mod chip;
+pub mod disasm;
+pub mod fixed_point;
+pub mod ids;
+pub mod instr;
+pub mod memory;
+pub mod program;
+pub mod rng;
+pub mod verify;
+
+pub use chip::{ChipDescription, ChipError};
+pub use fixed_point::QFormat;
+pub use ids::{CoreId, LayerId, RouteId};
+pub use instr::{Buf, Class, Instr, Opcode, ScoreMode};
+pub use program::{
+    Activation, CoreProgram, Endpoint, LayerInfo, LocalLoss, NetworkInfo, Program, ProgramError,
+    ProjectionInfo, ProjectionMode, Readout, Rounding, Route, RouteCounts, RouteKind, Streams,
+    TargetMode, Tile, WeightImage,
+};
+pub use verify::{verify, VerifyError, Violation};

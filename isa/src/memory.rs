@@ -1,0 +1,148 @@
+//! What each core stores, by kind, in bits. The compiler's summary, the verifier's capacity
+//! checks and the emulator's report all count memory here, so they agree.
+
+use crate::instr::Buf;
+use crate::program::{CoreProgram, Program, TargetMode};
+use serde::{Deserialize, Serialize};
+
+/// Width of a score register (a dot product of two activation vectors).
+pub const SCORE_BITS: u64 = 32;
+/// Width of a per-neuron error register of the learning unit.
+pub const ERROR_BITS: u64 = 32;
+/// Width of a label register.
+pub const LABEL_BITS: u64 = 8;
+/// Width of one routing-table entry (route id, output port, buffer and range).
+pub const ROUTE_ENTRY_BITS: u64 = 32;
+/// Width of one instruction word.
+pub const INSTRUCTION_BITS: u64 = 32;
+
+/// Length in elements of a core buffer (0 when the core has no such buffer).
+pub fn buffer_len(program: &Program, core: &CoreProgram, buf: Buf) -> usize {
+    let layer = program.layer(core.layer);
+    let t = &core.tile;
+    let classes = program.network.classes as usize;
+    let reducer = t.is_reducer();
+    match buf {
+        Buf::In => t.rows as usize,
+        Buf::Acc => t.cols as usize,
+        Buf::Psum if reducer && layer.row_tiles > 1 => t.cols as usize,
+        Buf::Out if reducer => t.cols as usize,
+        Buf::Score | Buf::Err if reducer => classes,
+        Buf::ScoreIn if t.is_leader() && layer.col_tiles > 1 => classes,
+        Buf::Delta => t.cols as usize,
+        Buf::DeltaT if program.network.targets == TargetMode::Learned => t.cols as usize,
+        Buf::Label if t.is_leader() => 1,
+        _ => 0,
+    }
+}
+
+/// Bits per element of a buffer.
+pub fn buffer_bits(program: &Program, buf: Buf) -> u64 {
+    let b = &program.chip.bits;
+    match buf {
+        Buf::In | Buf::Out => b.activation as u64,
+        Buf::Acc | Buf::Psum => b.accumulator as u64,
+        Buf::Score | Buf::ScoreIn => SCORE_BITS,
+        Buf::Err => b.probability as u64,
+        Buf::Delta | Buf::DeltaT => ERROR_BITS,
+        Buf::Label => LABEL_BITS,
+    }
+}
+
+/// Memory of one core by kind, in bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoreMemory {
+    /// Crossbar weights (weight SRAM).
+    pub weights: u64,
+    /// Layer-1 target projection.
+    pub projection: u64,
+    /// Input, accumulator, partial-sum and output buffers.
+    pub buffers: u64,
+    /// Class targets and target inputs kept for the local loss.
+    pub targets: u64,
+    /// Learning-unit registers: scores, class errors, neuron errors, label.
+    pub learning: u64,
+    /// Routing-table entries.
+    pub routing: u64,
+    /// Instruction memory.
+    pub instructions: u64,
+}
+
+impl CoreMemory {
+    /// Everything that lives in the data SRAM (all but weights, routing and instructions).
+    pub fn data_sram(&self) -> u64 {
+        self.projection + self.buffers + self.targets + self.learning
+    }
+
+    pub fn total(&self) -> u64 {
+        self.weights + self.data_sram() + self.routing + self.instructions
+    }
+
+    pub fn add(&mut self, o: &CoreMemory) {
+        self.weights += o.weights;
+        self.projection += o.projection;
+        self.buffers += o.buffers;
+        self.targets += o.targets;
+        self.learning += o.learning;
+        self.routing += o.routing;
+        self.instructions += o.instructions;
+    }
+}
+
+/// Capacity of one core by the same kinds, in bits.
+pub fn core_capacity(program: &Program) -> CoreMemory {
+    let chip = &program.chip;
+    CoreMemory {
+        weights: chip.weight_sram_bits(),
+        // Projection, buffers, targets and learning share the data SRAM; report it once.
+        projection: 0,
+        buffers: chip.memory.data_sram_bits,
+        targets: 0,
+        learning: 0,
+        routing: chip.memory.route_table_entries as u64 * ROUTE_ENTRY_BITS,
+        instructions: chip.memory.instruction_words as u64 * INSTRUCTION_BITS,
+    }
+}
+
+/// Memory used by every core, indexed by core ID.
+pub fn memory_use(program: &Program) -> Vec<CoreMemory> {
+    let entries = program.route_table_entries();
+    program
+        .cores
+        .iter()
+        .map(|core| core_memory(program, core, entries[core.id.index()]))
+        .collect()
+}
+
+fn core_memory(program: &Program, core: &CoreProgram, route_entries: u32) -> CoreMemory {
+    let layer = program.layer(core.layer);
+    let chip = &program.chip;
+    let classes = program.network.classes as u64;
+    let bits = |buf| buffer_len(program, core, buf) as u64 * buffer_bits(program, buf);
+    let act = chip.bits.activation as u64;
+    let mut targets = 0;
+    if layer.keeps_targets && core.tile.is_reducer() {
+        targets += classes * core.tile.cols as u64 * act;
+    }
+    if layer.keeps_targets && program.network.targets == TargetMode::Learned && layer.id.0 > 1 {
+        targets += classes * core.tile.rows as u64 * act;
+    }
+    CoreMemory {
+        weights: core.tile.rows as u64 * core.tile.cols as u64 * chip.bits.weight as u64,
+        projection: core
+            .projection
+            .as_ref()
+            .map_or(0, |p| p.rows as u64 * p.cols as u64)
+            * chip.bits.weight as u64,
+        buffers: bits(Buf::In) + bits(Buf::Acc) + bits(Buf::Psum) + bits(Buf::Out),
+        targets,
+        learning: bits(Buf::Score)
+            + bits(Buf::ScoreIn)
+            + bits(Buf::Err)
+            + bits(Buf::Delta)
+            + bits(Buf::DeltaT)
+            + bits(Buf::Label),
+        routing: route_entries as u64 * ROUTE_ENTRY_BITS,
+        instructions: core.streams.total_len() as u64 * INSTRUCTION_BITS,
+    }
+}
