@@ -1,1 +1,283 @@
-//! placeholder
+//! # sigchip-compiler: sigprop network descriptions to forward-only chip programs
+//!
+//! The central type is [`ValidNetwork`]: a [`NetworkDesc`] that passed validation, as a
+//! `petgraph` graph. Every pass after validation takes it (or what a pass made from it), so no
+//! pass sees an unchecked network. [`compile`] runs the passes in order:
+//!
+//! 1. [`network::parse`]: RON text to a [`NetworkDesc`] ([`ParseError`]);
+//! 2. [`validate::validate`]: build the graph and check it ([`ValidateError`]);
+//! 3. [`quantize::quantize`]: initial weights from the seed, fixed-point formats, error report;
+//! 4. [`tile::tile_layer`]: split layers over crossbars, with the reason;
+//! 5. [`place::place`]: tiles to grid positions ([`PlaceError`] when the grid is too small);
+//! 6. [`route::route`]: forward and lateral routes, keyed by purpose;
+//! 7. [`schedule::schedule`]: per-core instruction streams for each phase;
+//! 8. emit and [`sigchip_isa::verify`]: assemble the [`Program`] and prove it forward-only and
+//!    within capacity ([`FitError`] names the layer, resource and what to change).
+//!
+//! The compiler does not depend on the emulator; they meet in `sigchip-isa`.
+
+pub mod network;
+pub mod place;
+pub mod quantize;
+pub mod route;
+pub mod schedule;
+pub mod summary;
+pub mod tile;
+pub mod validate;
+
+pub use network::{parse, LayerDesc, LearningDesc, LossKind, NetworkDesc, ParseError};
+pub use place::PlaceError;
+pub use summary::Summary;
+pub use validate::{validate, ValidNetwork, ValidateError};
+
+use sigchip_isa::program::PROGRAM_FORMAT_VERSION;
+use sigchip_isa::{
+    ChipDescription, CoreProgram, LayerId, LayerInfo, LocalLoss, NetworkInfo, Program,
+    ProjectionInfo, Tile, VerifyError, Violation, WeightImage,
+};
+
+/// A compiled network: the program and what the compiler has to say about it.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub program: Program,
+    pub summary: Summary,
+}
+
+/// A network that does not fit a core's memories.
+#[derive(Debug, thiserror::Error)]
+#[error("the network does not fit: {layer} needs {needed} {resource} on {core}, a core has {available}\n  what to change: {advice}")]
+pub struct FitError {
+    pub layer: String,
+    pub core: String,
+    pub resource: String,
+    pub needed: u64,
+    pub available: u64,
+    pub advice: String,
+}
+
+/// Why compilation failed; each variant comes from one pass.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Validate(#[from] ValidateError),
+    #[error(transparent)]
+    Place(#[from] PlaceError),
+    #[error(transparent)]
+    Fit(#[from] FitError),
+    /// The emitted program broke an invariant: a compiler bug, reported in full.
+    #[error("internal compiler error: {0}")]
+    Verify(#[from] VerifyError),
+}
+
+/// Parses, validates and compiles a RON network description for `chip`.
+pub fn compile_str(
+    text: &str,
+    origin: &str,
+    chip: &ChipDescription,
+) -> Result<Compiled, CompileError> {
+    let desc = parse(text, origin)?;
+    compile(desc, origin, chip)
+}
+
+/// Validates and compiles a network description for `chip`.
+pub fn compile(
+    desc: NetworkDesc,
+    origin: &str,
+    chip: &ChipDescription,
+) -> Result<Compiled, CompileError> {
+    let net = validate(desc, origin)?;
+    compile_valid(&net, chip)
+}
+
+/// Compiles a validated network.
+pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compiled, CompileError> {
+    let desc = net.desc();
+    let quant = quantize::quantize(net, chip);
+    let tilings: Vec<_> = quant
+        .layers
+        .iter()
+        .map(|l| tile::tile_layer(l.inputs + l.bias as u32, l.width, chip))
+        .collect();
+    let placement = place::place(&tilings, chip)?;
+    let inputs: Vec<u32> = quant.layers.iter().map(|l| l.inputs).collect();
+    let route_inputs = route::RouteInputs {
+        tilings: &tilings,
+        placement: &placement,
+        inputs: &inputs,
+        classes: desc.classes,
+        readout: desc.readout,
+        targets: desc.targets,
+    };
+    let routes = route::route(&route_inputs);
+    let keeps_targets_until = route_inputs.keeps_targets_until();
+    let streams = schedule::schedule(&schedule::ScheduleInputs {
+        placement: &placement,
+        routes: &routes,
+        classes: desc.classes,
+        readout: desc.readout,
+        targets: desc.targets,
+        keeps_targets_until,
+    });
+
+    // Emit.
+    let hidden = desc.layers.len();
+    let mut layers = Vec::new();
+    let mut cores = Vec::new();
+    for (l, q) in quant.layers.iter().enumerate() {
+        let id = LayerId(l as u16 + 1);
+        let is_output = l >= hidden;
+        let lr_shift = if is_output {
+            desc.learning
+                .readout_lr_shift
+                .unwrap_or(desc.learning.lr_shift)
+        } else {
+            desc.layers[l].lr_shift.unwrap_or(desc.learning.lr_shift)
+        };
+        let tiling = &tilings[l];
+        layers.push(LayerInfo {
+            id,
+            name: if is_output {
+                "output".into()
+            } else {
+                format!("hidden{}", l + 1)
+            },
+            inputs: q.inputs,
+            width: q.width,
+            bias: q.bias,
+            activation: if is_output {
+                sigchip_isa::Activation::Identity
+            } else {
+                desc.layers[l].activation
+            },
+            weight_format: q.weight_format,
+            in_format: q.in_format,
+            out_format: q.out_format,
+            loss: if is_output {
+                LocalLoss::CrossEntropy
+            } else {
+                LocalLoss::LabelDirect
+            },
+            lr_shift,
+            rounding: desc.learning.rounding,
+            projection: q.projection.as_ref().map(|(format, _)| ProjectionInfo {
+                mode: desc.projection,
+                format: *format,
+            }),
+            keeps_targets: l < keeps_targets_until,
+            row_tiles: tiling.row_ranges.len() as u32,
+            col_tiles: tiling.col_ranges.len() as u32,
+        });
+        for (rt, &(r0, rn)) in tiling.row_ranges.iter().enumerate() {
+            for (ct, &(c0, cn)) in tiling.col_ranges.iter().enumerate() {
+                let core = placement.cores[l][rt][ct];
+                let mut weights = WeightImage::zeros(rn, cn, q.weight_format);
+                for r in 0..rn {
+                    for c in 0..cn {
+                        weights.data[(r * cn + c) as usize] =
+                            q.weights[((r0 + r) * q.width + c0 + c) as usize];
+                    }
+                }
+                let projection = match &q.projection {
+                    Some((format, values)) if rt == 0 => {
+                        let rows = desc.classes + 1;
+                        let mut img = WeightImage::zeros(rows, cn, *format);
+                        for r in 0..rows {
+                            for c in 0..cn {
+                                img.data[(r * cn + c) as usize] =
+                                    values[(r * q.width + c0 + c) as usize];
+                            }
+                        }
+                        Some(img)
+                    }
+                    _ => None,
+                };
+                let (x, y) = placement.positions[core.index()];
+                cores.push(CoreProgram {
+                    id: core,
+                    layer: id,
+                    x,
+                    y,
+                    tile: Tile {
+                        row_start: r0,
+                        rows: rn,
+                        col_start: c0,
+                        cols: cn,
+                        row_tile: rt as u32,
+                        col_tile: ct as u32,
+                    },
+                    weights,
+                    projection,
+                    streams: streams[core.index()].clone(),
+                });
+            }
+        }
+    }
+    cores.sort_by_key(|c| c.id);
+    let program = Program {
+        format_version: PROGRAM_FORMAT_VERSION,
+        name: desc.name.clone(),
+        chip: chip.clone(),
+        network: NetworkInfo {
+            input_len: desc.input,
+            classes: desc.classes as u16,
+            input_format: quant.input_format,
+            readout: desc.readout,
+            seed: desc.seed,
+            target_refresh: desc.target_refresh,
+            targets: desc.targets,
+        },
+        layers,
+        cores,
+        routes: routes.routes,
+    };
+    if let Err(e) = sigchip_isa::verify(&program) {
+        return Err(fit_error(&program, e));
+    }
+    let summary = Summary::new(&program, &tilings, quant.errors);
+    Ok(Compiled { program, summary })
+}
+
+/// Turns a capacity violation into advice; anything else is a compiler bug.
+fn fit_error(p: &Program, e: VerifyError) -> CompileError {
+    let fit = e.violations.iter().find_map(|v| match v {
+        Violation::Capacity { core: Some(core), resource, needed, available } => {
+            let layer = p.core(*core).layer;
+            let advice = match *resource {
+                "data SRAM bits" => format!(
+                    "a larger memory.data_sram_bits (>= {needed}), a larger crossbar (fewer, larger tiles \
+                     need fewer buffers), fewer classes, or fewer neurons in {layer}"
+                ),
+                "instruction words" => format!(
+                    "a larger memory.instruction_words (>= {needed}), or fewer classes (the target phase \
+                     has one block per class)"
+                ),
+                "routing-table entries" => format!(
+                    "a larger memory.route_table_entries (>= {needed}), or a larger crossbar (fewer tiles, \
+                     fewer routes)"
+                ),
+                _ => "a larger chip".to_string(),
+            };
+            Some(FitError {
+                layer: format!("{layer} ({})", p.layer(layer).name),
+                core: core.to_string(),
+                resource: resource.to_string(),
+                needed: *needed,
+                available: *available,
+                advice,
+            })
+        }
+        _ => None,
+    });
+    match fit {
+        Some(f)
+            if e.violations
+                .iter()
+                .all(|v| matches!(v, Violation::Capacity { .. })) =>
+        {
+            f.into()
+        }
+        _ => e.into(),
+    }
+}

@@ -1,0 +1,125 @@
+//! The network description format (RON) and its parser: the `parse` pass.
+//!
+//! See `docs/network-format.md` and `examples/digits.ron` for the format.
+
+use serde::{Deserialize, Serialize};
+use sigchip_isa::{Activation, ProjectionMode, Readout, Rounding, TargetMode};
+
+/// A sigprop network as the user writes it. Construction only: [`crate::validate`] turns it into
+/// a [`crate::ValidNetwork`], which later passes require.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkDesc {
+    pub name: String,
+    /// Input values per sample.
+    pub input: u32,
+    pub classes: u32,
+    /// Hidden layers, in order from the input.
+    pub layers: Vec<LayerDesc>,
+    /// How layer 1 turns the one-hot label into its target: `fixed_random` or `learned`.
+    #[serde(default = "default_projection")]
+    pub projection: ProjectionMode,
+    #[serde(default)]
+    pub loss: LossKind,
+    /// `constant`: targets do not learn (only the data stream's error updates weights);
+    /// `learned`: both streams learn.
+    #[serde(default = "default_targets")]
+    pub targets: TargetMode,
+    /// Recompute the class targets every this many training samples (1 = exact).
+    #[serde(default = "one")]
+    pub target_refresh: u32,
+    #[serde(default = "default_readout")]
+    pub readout: Readout,
+    #[serde(default)]
+    pub learning: LearningDesc,
+    /// Whether every layer has a bias (a crossbar row driven by a constant one).
+    #[serde(default = "yes")]
+    pub bias: bool,
+    /// Seed of the initial weights and of the chip's stochastic rounding.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// One hidden layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerDesc {
+    pub width: u32,
+    #[serde(default = "default_activation")]
+    pub activation: Activation,
+    /// This layer's learning rate shift, overriding `learning.lr_shift`.
+    #[serde(default)]
+    pub lr_shift: Option<u8>,
+}
+
+/// The local loss of the hidden layers. More kinds come with later versions of the format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// Cross-entropy of the softmax over the dot products with the C class targets (sigprop `v1`).
+    #[default]
+    LabelDirect,
+}
+
+/// Learning hyper-parameters shared by all layers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearningDesc {
+    /// Learning rate `2^-lr_shift`.
+    pub lr_shift: u8,
+    /// Learning rate shift of the output layer (`output_layer` readout); defaults to `lr_shift`.
+    pub readout_lr_shift: Option<u8>,
+    pub rounding: Rounding,
+}
+
+impl Default for LearningDesc {
+    fn default() -> Self {
+        Self {
+            lr_shift: 6,
+            readout_lr_shift: None,
+            rounding: Rounding::Stochastic,
+        }
+    }
+}
+
+fn default_projection() -> ProjectionMode {
+    ProjectionMode::FixedRandom
+}
+fn default_targets() -> TargetMode {
+    TargetMode::Constant
+}
+fn default_readout() -> Readout {
+    Readout::OutputLayer
+}
+fn default_activation() -> Activation {
+    Activation::Relu
+}
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+/// A network description that is not well-formed RON of the right shape.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}:{line}:{col}: malformed network description: {message}")]
+pub struct ParseError {
+    pub origin: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// The `parse` pass: RON text to a [`NetworkDesc`]; `origin` names the text in errors.
+pub fn parse(text: &str, origin: &str) -> Result<NetworkDesc, ParseError> {
+    ron::Options::default()
+        .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+        .from_str(text)
+        .map_err(|e| ParseError {
+            origin: origin.into(),
+            line: e.span.start.line,
+            col: e.span.start.col,
+            message: e.code.to_string(),
+        })
+}

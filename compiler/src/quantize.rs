@@ -1,0 +1,138 @@
+//! The `quantize` pass: draws the initial float weights from the seed, chooses a fixed-point
+//! format per layer and converts, reporting the quantization error.
+//!
+//! Formats (documented in docs/compiler.md):
+//! - input: `s{a}.{a-1}`, pixels scaled to [0, 1);
+//! - hidden outputs: `s{a}.{a-3}` (range [-4, 4)); output-layer logits: `s{a}.{a-4}` ([-8, 8));
+//! - weights: the most fractional bits that still hold `HEADROOM` times the initial bound, so
+//!   learning can grow weights before they saturate;
+//! - projection: the most fractional bits that hold [-2, 2).
+
+use crate::validate::{Node, ValidNetwork};
+use serde::Serialize;
+use sigchip_isa::rng::SplitMix64;
+use sigchip_isa::{ChipDescription, QFormat};
+
+/// How many times the initial weight bound the weight format can hold.
+pub const HEADROOM: f64 = 4.0;
+
+/// One layer's quantized parameters.
+#[derive(Clone, Debug)]
+pub struct QuantLayer {
+    pub inputs: u32,
+    pub width: u32,
+    pub bias: bool,
+    pub weight_format: QFormat,
+    pub in_format: QFormat,
+    pub out_format: QFormat,
+    /// `(inputs + bias) x width`, row-major; the bias is the last row.
+    pub weights: Vec<i32>,
+    /// Layer 1 only: `(classes + 1) x width`, the last row the projection's bias.
+    pub projection: Option<(QFormat, Vec<i32>)>,
+}
+
+/// The quantization error of one layer.
+#[derive(Clone, Debug, Serialize)]
+pub struct QuantError {
+    pub layer: String,
+    pub format: String,
+    pub max_abs_error: f64,
+    pub rms_error: f64,
+    /// Largest error allowed by rounding: half a least significant bit.
+    pub half_lsb: f64,
+    pub saturated: u64,
+}
+
+/// The whole quantized network.
+#[derive(Clone, Debug)]
+pub struct Quantized {
+    pub input_format: QFormat,
+    pub layers: Vec<QuantLayer>,
+    pub errors: Vec<QuantError>,
+}
+
+/// Chooses the weight format for weights drawn from `U(-bound, bound)`.
+pub fn weight_format(bits: u8, bound: f64) -> QFormat {
+    let max = ((1i64 << (bits - 1)) - 1) as f64;
+    let frac = (max / (HEADROOM * bound)).log2().floor();
+    QFormat::new(bits, frac.clamp(-8.0, 30.0) as i8)
+}
+
+/// The `quantize` pass.
+pub fn quantize(net: &ValidNetwork, chip: &ChipDescription) -> Quantized {
+    let desc = net.desc();
+    let a = chip.bits.activation;
+    let input_format = QFormat::new(a, a as i8 - 1);
+    let mut rng = SplitMix64::new(desc.seed ^ 0x51C0_1417);
+    let mut layers = Vec::new();
+    let mut errors = Vec::new();
+    let mut in_format = input_format;
+    for (i, (node, inputs)) in net.layers().zip(net.layer_inputs()).enumerate() {
+        let width = node.width();
+        let out_format = match node {
+            Node::Output { .. } => QFormat::new(a, a as i8 - 4),
+            _ => QFormat::new(a, a as i8 - 3),
+        };
+        // PyTorch's default initialization for a linear layer: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        let bound = 1.0 / (inputs as f64).sqrt();
+        let wf = weight_format(chip.bits.weight, bound);
+        let rows = inputs + desc.bias as u32;
+        let float: Vec<f64> = (0..rows as usize * width as usize)
+            .map(|_| rng.uniform(bound))
+            .collect();
+        let name = format!("layer{}", i + 1);
+        let (weights, err) = convert(&name, wf, &float);
+        errors.push(err);
+        let projection = (i == 0).then(|| {
+            let pf = QFormat::new(chip.bits.weight, chip.bits.weight as i8 - 2);
+            let float: Vec<f64> = (0..(desc.classes + 1) as usize * width as usize)
+                .map(|_| rng.uniform(1.0))
+                .collect();
+            let (values, err) = convert(&format!("{name} projection"), pf, &float);
+            errors.push(err);
+            (pf, values)
+        });
+        layers.push(QuantLayer {
+            inputs,
+            width,
+            bias: desc.bias,
+            weight_format: wf,
+            in_format,
+            out_format,
+            weights,
+            projection,
+        });
+        in_format = out_format;
+    }
+    Quantized {
+        input_format,
+        layers,
+        errors,
+    }
+}
+
+fn convert(name: &str, format: QFormat, float: &[f64]) -> (Vec<i32>, QuantError) {
+    let mut max_abs: f64 = 0.0;
+    let mut sum_sq = 0.0;
+    let mut saturated = 0;
+    let values = float
+        .iter()
+        .map(|&x| {
+            let (v, sat) = format.quantize(x);
+            saturated += sat as u64;
+            let e = (format.to_f64(v) - x).abs();
+            max_abs = max_abs.max(e);
+            sum_sq += e * e;
+            v
+        })
+        .collect();
+    let err = QuantError {
+        layer: name.into(),
+        format: format.to_string(),
+        max_abs_error: max_abs,
+        rms_error: (sum_sq / float.len().max(1) as f64).sqrt(),
+        half_lsb: format.lsb() / 2.0,
+        saturated,
+    };
+    (values, err)
+}

@@ -1,0 +1,241 @@
+//! The `schedule` pass: the instruction streams of every core, phase by phase.
+//!
+//! Per layer, a column's first row tile is its *reducer* (it gathers partial sums, runs the
+//! neuron unit and the learning unit's neuron-wide steps) and the layer's first reducer is its
+//! *leader* (it reduces the per-class scores and runs the softmax). See docs/compiler.md for the
+//! dataflow of each phase.
+
+use crate::place::Placement;
+use crate::route::{Purpose, RouteTable};
+use sigchip_isa::{Buf, Class, CoreId, Endpoint, Instr, Readout, ScoreMode, Streams, TargetMode};
+
+/// What the schedule needs to know.
+pub struct ScheduleInputs<'a> {
+    pub placement: &'a Placement,
+    pub routes: &'a RouteTable,
+    pub classes: u32,
+    pub readout: Readout,
+    pub targets: TargetMode,
+    /// Layers `0..keeps_targets_until` keep class targets.
+    pub keeps_targets_until: usize,
+}
+
+/// The `schedule` pass: streams for every core, indexed by core ID.
+pub fn schedule(x: &ScheduleInputs) -> Vec<Streams> {
+    let mut out = vec![Streams::default(); x.placement.positions.len()];
+    for (l, layer) in x.placement.cores.iter().enumerate() {
+        for (rt, row) in layer.iter().enumerate() {
+            for (ct, &me) in row.iter().enumerate() {
+                let s = &mut out[me.index()];
+                let at = At { l, rt, ct, me };
+                s.forward = forward(x, at);
+                s.learn = learn(x, at);
+                if l < x.keeps_targets_until {
+                    s.targets = targets(x, at);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy)]
+struct At {
+    l: usize,
+    rt: usize,
+    ct: usize,
+    me: CoreId,
+}
+
+impl ScheduleInputs<'_> {
+    fn route(&self, p: Purpose) -> sigchip_isa::RouteId {
+        self.routes
+            .get(p)
+            .unwrap_or_else(|| panic!("the route pass made no route for {p:?}"))
+    }
+
+    fn layer(&self, l: usize) -> &Vec<Vec<CoreId>> {
+        &self.placement.cores[l]
+    }
+
+    fn is_last(&self, l: usize) -> bool {
+        l + 1 == self.placement.cores.len()
+    }
+
+    /// Sends of this reducer's outputs to the next layer.
+    fn send_outputs(&self, me: CoreId, s: &mut Vec<Instr>) {
+        for r in &self.routes.routes {
+            if r.src == Endpoint::Core(me) && r.src_buf == Buf::Out && r.dst_buf == Buf::In {
+                s.push(Instr::Send { route: r.id });
+            }
+        }
+    }
+
+    /// Receive the layer inputs, multiply, and (reducer) gather the partial sums.
+    fn multiply_and_reduce(&self, at: At, s: &mut Vec<Instr>, store_target_input: Option<u8>) {
+        for route in self.routes.inputs_to(at.me) {
+            s.push(Instr::Recv { route });
+        }
+        if let Some(k) = store_target_input {
+            s.push(Instr::TInStore { class: Class(k) });
+        }
+        s.push(Instr::Mvm { src: Buf::In });
+        if at.rt > 0 {
+            s.push(Instr::Send {
+                route: self.route(Purpose::Psum { src: at.me }),
+            });
+            return;
+        }
+        for row in self.layer(at.l).iter().skip(1) {
+            s.push(Instr::Recv {
+                route: self.route(Purpose::Psum { src: row[at.ct] }),
+            });
+            s.push(Instr::AddPs {});
+        }
+        s.push(Instr::Act {});
+    }
+
+    /// Partial scores to the leader, or (leader) gather them.
+    fn reduce_scores(&self, at: At, s: &mut Vec<Instr>) {
+        let reducers = &self.layer(at.l)[0];
+        if at.ct > 0 {
+            s.push(Instr::Send {
+                route: self.route(Purpose::Scores { src: at.me }),
+            });
+        } else {
+            for &r in reducers.iter().skip(1) {
+                s.push(Instr::Recv {
+                    route: self.route(Purpose::Scores { src: r }),
+                });
+                s.push(Instr::AddSc {});
+            }
+        }
+    }
+}
+
+fn forward(x: &ScheduleInputs, at: At) -> Vec<Instr> {
+    let mut s = Vec::new();
+    x.multiply_and_reduce(at, &mut s, None);
+    if at.rt == 0 {
+        if !x.is_last(at.l) {
+            x.send_outputs(at.me, &mut s);
+        } else if x.readout == Readout::OutputLayer {
+            s.push(Instr::Send {
+                route: x.route(Purpose::Output { src: at.me }),
+            });
+        } else {
+            s.push(Instr::Score {
+                mode: ScoreMode::Targets,
+            });
+            x.reduce_scores(at, &mut s);
+            if at.ct == 0 {
+                s.push(Instr::Send {
+                    route: x.route(Purpose::Output { src: at.me }),
+                });
+            }
+        }
+    }
+    s.push(Instr::Halt {});
+    s
+}
+
+fn learn(x: &ScheduleInputs, at: At) -> Vec<Instr> {
+    let mut s = Vec::new();
+    let keeps = at.l < x.keeps_targets_until;
+    let learned = keeps && x.targets == TargetMode::Learned;
+    let classes = x.classes as u8;
+    let peers: Vec<CoreId> = x.layer(at.l).iter().skip(1).map(|row| row[at.ct]).collect();
+    if at.rt > 0 {
+        s.push(Instr::Recv {
+            route: x.route(Purpose::Delta { dst: at.me }),
+        });
+        s.push(Instr::Upd {});
+        if learned && at.l > 0 {
+            for k in 0..classes {
+                s.push(Instr::Recv {
+                    route: x.route(Purpose::DeltaT { dst: at.me }),
+                });
+                s.push(Instr::UpdT { class: Class(k) });
+            }
+        }
+        s.push(Instr::Halt {});
+        return s;
+    }
+    let mode = if keeps {
+        ScoreMode::Targets
+    } else {
+        ScoreMode::Direct
+    };
+    // With a nearest-target readout the last layer's scores were reduced in the forward phase.
+    let scores_done = x.is_last(at.l) && x.readout == Readout::NearestTarget;
+    if !scores_done {
+        s.push(Instr::Score { mode });
+        x.reduce_scores(at, &mut s);
+    }
+    if at.ct == 0 {
+        s.push(Instr::Recv {
+            route: x.route(Purpose::Label { dst: at.me }),
+        });
+        s.push(Instr::Smax {});
+        for &r in x.layer(at.l)[0].iter().skip(1) {
+            s.push(Instr::Send {
+                route: x.route(Purpose::Err { dst: r }),
+            });
+        }
+    } else {
+        s.push(Instr::Recv {
+            route: x.route(Purpose::Err { dst: at.me }),
+        });
+    }
+    s.push(Instr::Delta { mode });
+    for &p in &peers {
+        s.push(Instr::Send {
+            route: x.route(Purpose::Delta { dst: p }),
+        });
+    }
+    s.push(Instr::Upd {});
+    if learned {
+        for k in 0..classes {
+            s.push(Instr::DeltaT { class: Class(k) });
+            if at.l == 0 {
+                s.push(Instr::UpdP { class: Class(k) });
+            } else {
+                for &p in &peers {
+                    s.push(Instr::Send {
+                        route: x.route(Purpose::DeltaT { dst: p }),
+                    });
+                }
+                s.push(Instr::UpdT { class: Class(k) });
+            }
+        }
+    }
+    s.push(Instr::Halt {});
+    s
+}
+
+fn targets(x: &ScheduleInputs, at: At) -> Vec<Instr> {
+    let mut s = Vec::new();
+    let learned = x.targets == TargetMode::Learned;
+    let next_keeps = at.l + 1 < x.keeps_targets_until;
+    for k in 0..x.classes as u8 {
+        if at.l == 0 {
+            // Layer 1 looks its targets up in the projection: only reducers hold one.
+            if at.rt > 0 {
+                continue;
+            }
+            s.push(Instr::Proj { class: Class(k) });
+            s.push(Instr::Act {});
+        } else {
+            x.multiply_and_reduce(at, &mut s, learned.then_some(k));
+            if at.rt > 0 {
+                continue;
+            }
+        }
+        s.push(Instr::TStore { class: Class(k) });
+        if next_keeps {
+            x.send_outputs(at.me, &mut s);
+        }
+    }
+    s.push(Instr::Halt {});
+    s
+}

@@ -1,0 +1,246 @@
+//! The `build` and `validate` passes: the network as a `petgraph` graph, checked.
+
+use crate::network::NetworkDesc;
+use petgraph::graph::{DiGraph, NodeIndex};
+use sigchip_isa::Activation;
+use std::fmt;
+
+/// Largest input, width or class count the compiler accepts; anything larger is surely a typo.
+pub const MAX_WIDTH: u32 = 1 << 16;
+/// Largest number of synapses in a network (weights of all layers).
+pub const MAX_SYNAPSES: u64 = 1 << 28;
+/// Largest class count: class operands are 8 bits wide.
+pub const MAX_CLASSES: u32 = 256;
+
+/// A node of the network graph.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Node {
+    Input {
+        width: u32,
+    },
+    /// A hidden layer (index into `NetworkDesc::layers`).
+    Hidden {
+        index: usize,
+        width: u32,
+    },
+    /// The `output_layer` readout.
+    Output {
+        width: u32,
+    },
+}
+
+impl Node {
+    pub fn width(&self) -> u32 {
+        match self {
+            Node::Input { width } | Node::Hidden { width, .. } | Node::Output { width } => *width,
+        }
+    }
+}
+
+/// A network that passed validation. Later passes take this type, so they never see an
+/// unchecked description.
+#[derive(Clone, Debug)]
+pub struct ValidNetwork {
+    desc: NetworkDesc,
+    graph: DiGraph<Node, ()>,
+    /// Layer nodes in depth order (input excluded).
+    order: Vec<NodeIndex>,
+}
+
+impl ValidNetwork {
+    pub fn desc(&self) -> &NetworkDesc {
+        &self.desc
+    }
+
+    pub fn graph(&self) -> &DiGraph<Node, ()> {
+        &self.graph
+    }
+
+    /// The chip layers in depth order: hidden layers, then the output layer if any.
+    pub fn layers(&self) -> impl Iterator<Item = &Node> {
+        self.order.iter().map(|&n| &self.graph[n])
+    }
+
+    /// Input width of each chip layer, in depth order.
+    pub fn layer_inputs(&self) -> Vec<u32> {
+        self.order
+            .iter()
+            .map(|&n| {
+                let pred = self
+                    .graph
+                    .neighbors_directed(n, petgraph::Direction::Incoming)
+                    .next()
+                    .expect("validated: every layer has one predecessor");
+                self.graph[pred].width()
+            })
+            .collect()
+    }
+}
+
+/// One problem with a network description, naming where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Where, as the description writes it (`layers[1].width`).
+    pub at: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+/// Every problem found in a network description.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: invalid network description:\n{}",
+    .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ValidateError {
+    pub origin: String,
+    pub problems: Vec<Problem>,
+}
+
+/// The `build` + `validate` passes.
+pub fn validate(desc: NetworkDesc, origin: &str) -> Result<ValidNetwork, ValidateError> {
+    let mut problems = Vec::new();
+    let mut bad = |at: String, message: String| problems.push(Problem { at, message });
+
+    if desc.input == 0 || desc.input > MAX_WIDTH {
+        bad(
+            "input".into(),
+            format!("is {}, must be in 1..={MAX_WIDTH}", desc.input),
+        );
+    }
+    if desc.classes < 2 || desc.classes > MAX_CLASSES {
+        bad(
+            "classes".into(),
+            format!("is {}, must be in 2..={MAX_CLASSES}", desc.classes),
+        );
+    }
+    if desc.layers.is_empty() {
+        bad(
+            "layers".into(),
+            "is empty: sigprop needs at least one hidden layer".into(),
+        );
+    }
+    if desc.target_refresh == 0 {
+        bad(
+            "target_refresh".into(),
+            "is 0, must be at least 1 (1 = refresh every sample)".into(),
+        );
+    }
+    if desc.projection == sigchip_isa::ProjectionMode::Learned
+        && desc.targets == sigchip_isa::TargetMode::Constant
+    {
+        bad(
+            "projection".into(),
+            "is `learned` but `targets` is `constant`: a constant target stream gives the projection \
+             no error to learn from; use `targets: learned` or `projection: fixed_random`"
+                .into(),
+        );
+    }
+    let lr_ok = |s: u8| s <= 30;
+    if !lr_ok(desc.learning.lr_shift) {
+        bad(
+            "learning.lr_shift".into(),
+            format!("is {}, must be in 0..=30", desc.learning.lr_shift),
+        );
+    }
+    if let Some(s) = desc.learning.readout_lr_shift {
+        if !lr_ok(s) {
+            bad(
+                "learning.readout_lr_shift".into(),
+                format!("is {s}, must be in 0..=30"),
+            );
+        }
+    }
+    let mut synapses = 0u64;
+    let mut prev = desc.input as u64;
+    for (i, l) in desc.layers.iter().enumerate() {
+        if l.width == 0 || l.width > MAX_WIDTH {
+            bad(
+                format!("layers[{i}].width"),
+                format!("is {}, must be in 1..={MAX_WIDTH}", l.width),
+            );
+        }
+        if let Activation::LeakyRelu { shift } = l.activation {
+            if !(1..=15).contains(&shift) {
+                bad(
+                    format!("layers[{i}].activation"),
+                    format!("leaky_relu shift is {shift}, must be in 1..=15"),
+                );
+            }
+        }
+        if let Some(s) = l.lr_shift {
+            if !lr_ok(s) {
+                bad(
+                    format!("layers[{i}].lr_shift"),
+                    format!("is {s}, must be in 0..=30"),
+                );
+            }
+        }
+        synapses += prev * l.width as u64;
+        prev = l.width as u64;
+    }
+    synapses += prev * desc.classes as u64;
+    if synapses > MAX_SYNAPSES {
+        bad(
+            "layers".into(),
+            format!("the network has {synapses} synapses, more than the {MAX_SYNAPSES} the compiler accepts"),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(ValidateError {
+            origin: origin.into(),
+            problems,
+        });
+    }
+
+    // Build: input -> hidden layers -> output layer (when the readout needs one).
+    let mut graph = DiGraph::new();
+    let mut at = graph.add_node(Node::Input { width: desc.input });
+    let mut order = Vec::new();
+    for (index, l) in desc.layers.iter().enumerate() {
+        let n = graph.add_node(Node::Hidden {
+            index,
+            width: l.width,
+        });
+        graph.add_edge(at, n, ());
+        order.push(n);
+        at = n;
+    }
+    if desc.readout == sigchip_isa::Readout::OutputLayer {
+        let n = graph.add_node(Node::Output {
+            width: desc.classes,
+        });
+        graph.add_edge(at, n, ());
+        order.push(n);
+    }
+
+    // Graph-level checks: these hold by construction today and guard future graph shapes.
+    if petgraph::algo::is_cyclic_directed(&graph) {
+        problems.push(Problem {
+            at: "layers".into(),
+            message: "the network graph has a cycle".into(),
+        });
+    }
+    for &n in &order {
+        if graph
+            .neighbors_directed(n, petgraph::Direction::Incoming)
+            .count()
+            != 1
+        {
+            problems.push(Problem {
+                at: format!("{:?}", graph[n]),
+                message: "a dense layer needs exactly one input".into(),
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ValidateError {
+            origin: origin.into(),
+            problems,
+        });
+    }
+    Ok(ValidNetwork { desc, graph, order })
+}
