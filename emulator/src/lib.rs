@@ -1,2 +1,21 @@
-//! placeholder
+//! # sigchip-emulator: bit- and cycle-accurate emulation of sigchip programs
+//!
+//! The central type is [`Machine`]: a chip loaded with a verified [`sigchip_isa::Program`]. It
+//! runs each core's instruction streams with a per-core clock, computing every value with the
+//! chip's fixed-point kernels ([`kernels`]) and charging every instruction, synaptic event and
+//! router hop through the timing model ([`timing`]). The arithmetic and the timing are separate
+//! so the arithmetic can be vectorized without changing a cycle.
+//!
+//! [`train`] drives training and inference over a [`data::Dataset`] and produces a
+//! [`report::Report`]. The emulator does not depend on the compiler; they meet in `sigchip-isa`.
+
 pub mod data;
+pub mod kernels;
+pub mod machine;
+pub mod report;
+pub mod timing;
+pub mod train;
+
+pub use machine::{Counters, EmuError, Machine, Phase, RunResult};
+pub use report::Report;
+pub use train::{evaluate, run, train, TrainOptions};

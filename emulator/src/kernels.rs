@@ -1,0 +1,430 @@
+//! The arithmetic of the chip: one function per datapath operation, on plain slices.
+//!
+//! Kernels compute values and return activity counts (active rows, updates, saturations); they
+//! know nothing about cycles. The timing model ([`crate::timing`]) turns activity into cycles, so
+//! the arithmetic can become vectorized without touching the timing. All rounding goes through
+//! `sigchip_isa::fixed_point`.
+
+use sigchip_isa::fixed_point::{round_shift, stochastic_shift};
+use sigchip_isa::rng::{stochastic_bits, stochastic_row_key};
+use sigchip_isa::{Activation, QFormat, Rounding};
+
+/// Activity of one kernel call: what the timing and energy models charge for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Crossbar rows driven (non-zero inputs), or rows rewritten by an update.
+    pub rows: u64,
+    /// Synaptic operations or synaptic updates.
+    pub synapses: u64,
+    /// Neurons (or classes) processed by the neuron / learning unit.
+    pub neurons: u64,
+    pub saturations: u64,
+}
+
+/// `acc[c] = sat(sum_r w[r][c] * x[r])` over non-zero `x[r]` (a zero input sends no event).
+pub fn mvm(w: &[i32], cols: usize, x: &[i32], acc: &mut [i64], acc_fmt: QFormat) -> Activity {
+    acc.iter_mut().for_each(|a| *a = 0);
+    let mut rows = 0;
+    for (r, &xr) in x.iter().enumerate() {
+        if xr == 0 {
+            continue;
+        }
+        rows += 1;
+        let row = &w[r * cols..(r + 1) * cols];
+        for (a, &wv) in acc.iter_mut().zip(row) {
+            *a += wv as i64 * xr as i64;
+        }
+    }
+    let saturations = saturate_all(acc, acc_fmt);
+    Activity {
+        rows,
+        synapses: rows * cols as u64,
+        neurons: 0,
+        saturations,
+    }
+}
+
+/// Saturates every accumulator to its format; returns how many saturated.
+pub fn saturate_all(acc: &mut [i64], fmt: QFormat) -> u64 {
+    let mut n = 0;
+    for a in acc.iter_mut() {
+        let (v, sat) = fmt.saturate(*a);
+        *a = v as i64;
+        n += sat as u64;
+    }
+    n
+}
+
+/// `acc += psum`, saturating.
+pub fn add_sat(acc: &mut [i64], psum: &[i64], fmt: QFormat) -> Activity {
+    let mut saturations = 0;
+    for (a, &p) in acc.iter_mut().zip(psum) {
+        let (v, sat) = fmt.saturate(*a + p);
+        *a = v as i64;
+        saturations += sat as u64;
+    }
+    Activity {
+        neurons: acc.len() as u64,
+        saturations,
+        ..Default::default()
+    }
+}
+
+/// Target projection lookup: `acc[c] = (S[class][c] + S[bias][c]) << shift`.
+pub fn proj(
+    s: &[i32],
+    cols: usize,
+    class: usize,
+    bias_row: usize,
+    shift: i32,
+    acc: &mut [i64],
+    fmt: QFormat,
+) -> Activity {
+    let mut saturations = 0;
+    for (c, a) in acc.iter_mut().enumerate() {
+        let v = round_shift(
+            s[class * cols + c] as i64 + s[bias_row * cols + c] as i64,
+            -shift,
+        );
+        let (v, sat) = fmt.saturate(v);
+        *a = v as i64;
+        saturations += sat as u64;
+    }
+    Activity {
+        rows: 2,
+        neurons: cols as u64,
+        saturations,
+        ..Default::default()
+    }
+}
+
+/// The neuron unit: `out = sat(f(round(acc >> shift)))`.
+pub fn act(acc: &[i64], shift: i32, f: Activation, out: &mut [i32], fmt: QFormat) -> Activity {
+    let mut saturations = 0;
+    for (o, &a) in out.iter_mut().zip(acc) {
+        let v = round_shift(a, shift);
+        let v = match f {
+            Activation::Relu => v.max(0),
+            // An arithmetic shift (rounds towards minus infinity), as a shifter does.
+            Activation::LeakyRelu { shift } if v < 0 => v >> shift,
+            _ => v,
+        };
+        let (v, sat) = fmt.saturate(v);
+        *o = v;
+        saturations += sat as u64;
+    }
+    Activity {
+        neurons: out.len() as u64,
+        saturations,
+        ..Default::default()
+    }
+}
+
+/// The activation's derivative applied to an error, as a function of the neuron's output:
+/// ReLU passes where the output is positive, leaky ReLU shifts where it is negative.
+#[inline]
+pub fn derivative(f: Activation, out: i32, err: i64) -> i64 {
+    match f {
+        Activation::Relu => {
+            if out > 0 {
+                err
+            } else {
+                0
+            }
+        }
+        Activation::LeakyRelu { shift } if out < 0 => err >> shift,
+        _ => err,
+    }
+}
+
+/// Partial scores against the class targets: `score[k] = sum_j out[j] * tgt[k][j]`.
+pub fn score_targets(out: &[i32], tgt: &[i32], score: &mut [i64]) -> Activity {
+    let n = out.len();
+    for (k, s) in score.iter_mut().enumerate() {
+        *s = out
+            .iter()
+            .zip(&tgt[k * n..(k + 1) * n])
+            .map(|(&o, &t)| o as i64 * t as i64)
+            .sum();
+    }
+    Activity {
+        neurons: (n * score.len()) as u64,
+        ..Default::default()
+    }
+}
+
+/// Logits as scores: `score = 0; score[col_start + j] = out[j]`.
+pub fn score_direct(out: &[i32], col_start: usize, score: &mut [i64]) -> Activity {
+    score.iter_mut().for_each(|s| *s = 0);
+    for (j, &o) in out.iter().enumerate() {
+        score[col_start + j] = o as i64;
+    }
+    Activity {
+        neurons: out.len() as u64,
+        ..Default::default()
+    }
+}
+
+/// `2^(-i/32)` in Q0.16 for i in 0..32: the table of the `exp2-lut32` softmax.
+pub const EXP2_LUT: [u32; 32] = {
+    // Computed at compile time from a fixed-point series so the table never depends on a
+    // platform's libm: 2^(-i/32) = exp(-i ln2 / 32), Taylor series to 12 terms in Q0.40.
+    let mut t = [0u32; 32];
+    let ln2_q40: i128 = 762_123_384_786; // ln 2 * 2^40
+    let one: i128 = 1 << 40;
+    let mut i = 0;
+    while i < 32 {
+        let x: i128 = -(ln2_q40 * i as i128) / 32;
+        let mut term: i128 = one;
+        let mut sum: i128 = one;
+        let mut n = 1;
+        while n < 14 {
+            term = term * x / one / n as i128;
+            sum += term;
+            n += 1;
+        }
+        t[i] = ((sum + (1 << 23)) >> 24) as u32;
+        i += 1;
+    }
+    t
+};
+
+/// `log2(e)` in Q2.14.
+const LOG2E_Q14: i64 = 23637;
+
+/// The softmax unit (`exp2-lut32`): `err[k] = softmax(score)[k] - [k == label]` in `prob`.
+///
+/// `exp(d)` for `d = score - max <= 0` is `2^(d log2 e)`: the integer part of the exponent is a
+/// right shift, its top five fraction bits index [`EXP2_LUT`]; the probabilities are one divider
+/// pass with round-to-nearest. The approximation and its measured error are in docs/timing-model.md.
+pub fn softmax_err(
+    score: &[i64],
+    frac: i32,
+    label: usize,
+    prob: QFormat,
+    err: &mut [i32],
+) -> Activity {
+    let m = score.iter().copied().max().unwrap_or(0);
+    let mut e = [0u64; 256];
+    let mut sum = 0u64;
+    for (k, &s) in score.iter().enumerate() {
+        let a = ((m - s) * LOG2E_Q14) >> 14; // -exponent in base 2, `frac` fraction bits, >= 0
+        let n = if frac >= 0 { a >> frac } else { a << -frac };
+        let idx = if frac >= 5 {
+            (a >> (frac - 5)) & 31
+        } else {
+            (a << (5 - frac)) & 31
+        };
+        e[k] = if n >= 17 {
+            0
+        } else {
+            (EXP2_LUT[idx as usize] >> n) as u64
+        };
+        sum += e[k];
+    }
+    let one = 1i64 << prob.frac;
+    let mut saturations = 0;
+    for (k, out) in err.iter_mut().enumerate() {
+        let p = ((e[k] << prob.frac) + sum / 2) / sum;
+        let (v, sat) = prob.saturate(p as i64 - if k == label { one } else { 0 });
+        *out = v;
+        saturations += sat as u64;
+    }
+    Activity {
+        neurons: score.len() as u64,
+        saturations,
+        ..Default::default()
+    }
+}
+
+/// Data-stream error against class targets: `delta[j] = f'(out[j]) * sum_k err[k] tgt[k][j]`.
+pub fn delta_targets(
+    err: &[i32],
+    tgt: &[i32],
+    out: &[i32],
+    f: Activation,
+    delta: &mut [i64],
+) -> Activity {
+    let n = out.len();
+    for (j, d) in delta.iter_mut().enumerate() {
+        let mut s = 0i64;
+        for (k, &e) in err.iter().enumerate() {
+            s += e as i64 * tgt[k * n + j] as i64;
+        }
+        *d = derivative(f, out[j], s);
+    }
+    Activity {
+        neurons: (n * err.len()) as u64,
+        ..Default::default()
+    }
+}
+
+/// Data-stream error of logits: `delta[j] = f'(out[j]) * err[col_start + j]`.
+pub fn delta_direct(
+    err: &[i32],
+    col_start: usize,
+    out: &[i32],
+    f: Activation,
+    delta: &mut [i64],
+) -> Activity {
+    for (j, d) in delta.iter_mut().enumerate() {
+        *d = derivative(f, out[j], err[col_start + j] as i64);
+    }
+    Activity {
+        neurons: out.len() as u64,
+        ..Default::default()
+    }
+}
+
+/// Target-stream error of one class: `deltat[j] = f'(tgt[j]) * err_k * out[j]`.
+pub fn delta_target_stream(
+    err_k: i32,
+    out: &[i32],
+    tgt_k: &[i32],
+    f: Activation,
+    deltat: &mut [i64],
+) -> Activity {
+    for ((d, &o), &t) in deltat.iter_mut().zip(out).zip(tgt_k) {
+        *d = derivative(f, t, err_k as i64 * o as i64);
+    }
+    Activity {
+        neurons: out.len() as u64,
+        ..Default::default()
+    }
+}
+
+/// Where an update's random bits come from.
+#[derive(Clone, Copy, Debug)]
+pub struct UpdateKey {
+    pub seed: u64,
+    pub layer: u16,
+    /// Layer-global index of the tile's first row and column.
+    pub row_start: u32,
+    pub col_start: u32,
+    /// Distinct for every update of the same synapse.
+    pub step: u64,
+}
+
+/// Outer-product weight update: `w[r][c] = sat(w[r][c] - round(delta[c] * x[r] >> shift))`,
+/// skipping zero inputs and zero errors (they change nothing under either rounding).
+#[allow(clippy::too_many_arguments)]
+pub fn update(
+    w: &mut [i32],
+    cols: usize,
+    x: &[i32],
+    delta: &[i64],
+    shift: i32,
+    rounding: Rounding,
+    key: UpdateKey,
+    fmt: QFormat,
+) -> Activity {
+    let mut act = Activity::default();
+    if delta.iter().all(|&d| d == 0) {
+        return act;
+    }
+    let (lo, hi) = (fmt.min_raw(), fmt.max_raw());
+    for (r, &xr) in x.iter().enumerate() {
+        if xr == 0 {
+            continue;
+        }
+        act.rows += 1;
+        let row_key = stochastic_row_key(key.seed, key.layer, key.row_start + r as u32, key.step);
+        let row = &mut w[r * cols..(r + 1) * cols];
+        for (c, (wv, &d)) in row.iter_mut().zip(delta).enumerate() {
+            if d == 0 {
+                continue;
+            }
+            act.synapses += 1;
+            let v = -(d * xr as i64);
+            let dv = match rounding {
+                Rounding::Nearest => round_shift(v, shift),
+                Rounding::Stochastic => {
+                    stochastic_shift(v, shift, stochastic_bits(row_key, key.col_start + c as u32))
+                }
+            };
+            let nv = *wv as i64 + dv;
+            if nv < lo || nv > hi {
+                act.saturations += 1;
+            }
+            *wv = nv.clamp(lo, hi) as i32;
+        }
+    }
+    act
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp2_table_matches_float_within_one_lsb() {
+        for (i, &v) in EXP2_LUT.iter().enumerate() {
+            let exact = (-(i as f64) / 32.0).exp2() * 65536.0;
+            assert!((v as f64 - exact).abs() <= 1.0, "entry {i}: {v} vs {exact}");
+        }
+        assert_eq!(EXP2_LUT[0], 65536);
+    }
+
+    #[test]
+    fn softmax_of_equal_scores_is_uniform_and_label_subtracts_one() {
+        let prob = QFormat::new(16, 15);
+        let mut err = [0; 4];
+        softmax_err(&[5, 5, 5, 5], 0, 2, prob, &mut err);
+        assert_eq!(err, [8192, 8192, 8192 - 32768, 8192]);
+    }
+
+    #[test]
+    fn softmax_tracks_float_softmax() {
+        let prob = QFormat::new(16, 15);
+        let scores = [0i64, 300, -200, 1000, 512];
+        let frac = 9;
+        let mut err = [0; 5];
+        softmax_err(&scores, frac, 0, prob, &mut err);
+        let z: Vec<f64> = scores.iter().map(|&s| (s as f64 / 512.0).exp()).collect();
+        let total: f64 = z.iter().sum();
+        for k in 0..5 {
+            let p = prob.to_f64(err[k]) + if k == 0 { 1.0 } else { 0.0 };
+            assert!(
+                (p - z[k] / total).abs() < 0.03,
+                "class {k}: {p} vs {}",
+                z[k] / total
+            );
+        }
+    }
+
+    #[test]
+    fn mvm_skips_zero_inputs_and_saturates() {
+        let w = [1, 2, 3, 4, 5, 6];
+        let mut acc = [0i64; 2];
+        let a = mvm(&w, 2, &[0, 10, 0], &mut acc, QFormat::new(16, 0));
+        assert_eq!(acc, [30, 40]);
+        assert_eq!((a.rows, a.synapses, a.saturations), (1, 2, 0));
+        let a = mvm(&w, 2, &[100, 100, 100], &mut acc, QFormat::new(8, 0));
+        assert_eq!(acc, [127, 127]);
+        assert_eq!(a.saturations, 2);
+    }
+
+    #[test]
+    fn update_saturates_and_counts() {
+        let mut w = [120, -120];
+        let key = UpdateKey {
+            seed: 0,
+            layer: 1,
+            row_start: 0,
+            col_start: 0,
+            step: 0,
+        };
+        let a = update(
+            &mut w,
+            2,
+            &[1],
+            &[-100, 100],
+            0,
+            Rounding::Nearest,
+            key,
+            QFormat::new(8, 0),
+        );
+        assert_eq!(w, [127, -128]);
+        assert_eq!(a.saturations, 2);
+    }
+}

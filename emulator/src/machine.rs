@@ -1,0 +1,736 @@
+//! The event engine: runs a verified program's instruction streams, core by core, each with its
+//! own clock.
+//!
+//! A core runs until it halts or blocks on a `recv` whose message has not been sent yet; the
+//! engine then moves to the next core, and sweeps until every core has halted. A message's
+//! arrival cycle is fixed when it is sent (send end + hops x hop cost), so the cycle of every
+//! event is the same whatever order the host emulates cores in: routes are point to point and
+//! this model has no link contention. Arithmetic is in [`crate::kernels`], cycles in
+//! [`crate::timing`].
+
+use crate::kernels::{self, Activity, UpdateKey};
+use crate::timing::{self, Cycles};
+use serde::Serialize;
+use sigchip_isa::instr::ScoreMode;
+use sigchip_isa::memory::ERROR_BITS;
+use sigchip_isa::{
+    verify, Activation, Buf, CoreId, Endpoint, Instr, Program, QFormat, Rounding, RouteId,
+    TargetMode, VerifyError,
+};
+use std::collections::VecDeque;
+
+/// Why the emulator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EmuError {
+    #[error("refusing to run the program: {0}")]
+    Verify(#[from] VerifyError),
+    #[error("deadlock in the {phase} phase at cycle {cycle}: {}", .waiting.iter().map(|(c, r)| format!("{c} waits on {r}")).collect::<Vec<_>>().join(", "))]
+    Deadlock {
+        phase: String,
+        cycle: Cycles,
+        waiting: Vec<(CoreId, RouteId)>,
+    },
+    #[error("the data set does not fit the program: {0}")]
+    Shape(String),
+}
+
+/// A phase stream of every core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Targets,
+    Forward,
+    Learn,
+}
+
+/// Saturation counts by where they happened.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Saturations {
+    pub accumulator: u64,
+    pub activation: u64,
+    pub probability: u64,
+    pub error: u64,
+    pub weight: u64,
+}
+
+impl Saturations {
+    pub fn total(&self) -> u64 {
+        self.accumulator + self.activation + self.probability + self.error + self.weight
+    }
+}
+
+/// Event counts, for the energy model and the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub instructions: u64,
+    pub synaptic_ops: u64,
+    pub weight_updates: u64,
+    pub neuron_updates: u64,
+    pub packets: u64,
+    pub packet_hops: u64,
+    pub sram_bits_read: u64,
+    pub sram_bits_written: u64,
+    pub saturations: Saturations,
+    /// Cycles each core spent executing (not waiting), by core ID.
+    pub busy_cycles: Vec<Cycles>,
+}
+
+struct LayerRt {
+    index: u16,
+    act: Activation,
+    acc_fmt: QFormat,
+    out_fmt: QFormat,
+    prob_fmt: QFormat,
+    weight_fmt: QFormat,
+    proj_fmt: Option<QFormat>,
+    act_shift: i32,
+    proj_shift: i32,
+    score_frac: [i32; 2],
+    delta_frac: [i32; 2],
+    deltat_frac: i32,
+    in_frac: i32,
+    lr: i32,
+    rounding: Rounding,
+}
+
+/// The state of one core: its memories, as struct-of-arrays buffers.
+struct Core {
+    layer: usize,
+    cols: usize,
+    row_start: u32,
+    col_start: u32,
+    w: Vec<i32>,
+    proj: Option<Vec<i32>>,
+    inb: Vec<i32>,
+    acc: Vec<i64>,
+    psum: Vec<i64>,
+    out: Vec<i32>,
+    score: Vec<i64>,
+    score_in: Vec<i64>,
+    err: Vec<i32>,
+    delta: Vec<i64>,
+    deltat: Vec<i64>,
+    label: usize,
+    tgt: Vec<i32>,
+    tgtin: Vec<i32>,
+    clock: Cycles,
+}
+
+struct Message {
+    arrival: Cycles,
+    values: Vec<i64>,
+}
+
+/// What one run of phases produced.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// When the last core finished.
+    pub end: Cycles,
+    /// When the prediction reached the output port (if one did).
+    pub output_at: Option<Cycles>,
+    /// The output port's vector (logits or scores) and its argmax.
+    pub output: Vec<i64>,
+    pub prediction: Option<usize>,
+}
+
+/// A chip loaded with a program.
+pub struct Machine {
+    program: Program,
+    layers: Vec<LayerRt>,
+    cores: Vec<Core>,
+    hops: Vec<u32>,
+    mailboxes: Vec<VecDeque<Message>>,
+    pub counters: Counters,
+    /// Counts updates, so every update of a synapse draws fresh random bits.
+    update_step: u64,
+}
+
+impl Machine {
+    /// Loads a program, refusing one that fails the verifier.
+    pub fn new(program: Program) -> Result<Self, EmuError> {
+        verify(&program)?;
+        let chip = &program.chip;
+        let classes = program.network.classes as usize;
+        let prob_fmt = chip.probability_format();
+        let acc_fmt = QFormat::new(chip.bits.accumulator, 0);
+        let layers: Vec<LayerRt> = program
+            .layers
+            .iter()
+            .map(|l| {
+                let (wf, inf, outf) = (
+                    l.weight_format.frac as i32,
+                    l.in_format.frac as i32,
+                    l.out_format.frac as i32,
+                );
+                let pf = prob_fmt.frac as i32;
+                let pjf = l.projection.map(|p| p.format.frac as i32).unwrap_or(0);
+                LayerRt {
+                    index: l.id.0,
+                    act: l.activation,
+                    acc_fmt,
+                    out_fmt: l.out_format,
+                    prob_fmt,
+                    weight_fmt: l.weight_format,
+                    proj_fmt: l.projection.map(|p| p.format),
+                    act_shift: wf + inf - outf,
+                    // The projection enters the accumulator at its fraction, wf + inf.
+                    proj_shift: wf + inf - pjf,
+                    score_frac: [2 * outf, outf],
+                    delta_frac: [pf + outf, pf],
+                    deltat_frac: pf + outf,
+                    in_frac: inf,
+                    lr: l.lr_shift as i32,
+                    rounding: l.rounding,
+                }
+            })
+            .collect();
+        let learned = program.network.targets == TargetMode::Learned;
+        let cores = program
+            .cores
+            .iter()
+            .map(|c| {
+                let l = program.layer(c.layer);
+                let (rows, cols) = (c.tile.rows as usize, c.tile.cols as usize);
+                let mut inb = vec![0; rows];
+                // The bias axon: a constant one in the input format.
+                if l.bias && c.tile.row_start + c.tile.rows == l.rows() {
+                    inb[rows - 1] = 1 << l.in_format.frac;
+                }
+                let reducer = c.tile.is_reducer();
+                Core {
+                    layer: c.layer.index() - 1,
+                    cols,
+                    row_start: c.tile.row_start,
+                    col_start: c.tile.col_start,
+                    w: c.weights.data.clone(),
+                    proj: c.projection.as_ref().map(|p| p.data.clone()),
+                    inb,
+                    acc: vec![0; cols],
+                    psum: vec![0; cols],
+                    out: vec![0; cols],
+                    score: vec![0; classes],
+                    score_in: vec![0; classes],
+                    err: vec![0; classes],
+                    delta: vec![0; cols],
+                    deltat: vec![0; cols],
+                    label: 0,
+                    tgt: if l.keeps_targets && reducer {
+                        vec![0; classes * cols]
+                    } else {
+                        Vec::new()
+                    },
+                    tgtin: if l.keeps_targets && learned {
+                        vec![0; classes * rows]
+                    } else {
+                        Vec::new()
+                    },
+                    clock: 0,
+                }
+            })
+            .collect();
+        let hops = program.routes.iter().map(|r| program.hops(r)).collect();
+        let mailboxes = program.routes.iter().map(|_| VecDeque::new()).collect();
+        let counters = Counters {
+            busy_cycles: vec![0; program.cores.len()],
+            ..Default::default()
+        };
+        Ok(Machine {
+            program,
+            layers,
+            cores,
+            hops,
+            mailboxes,
+            counters,
+            update_step: 0,
+        })
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The program with the chip's current weights and projections written back.
+    pub fn trained_program(&self) -> Program {
+        let mut p = self.program.clone();
+        for (cp, core) in p.cores.iter_mut().zip(&self.cores) {
+            cp.weights.data.clone_from(&core.w);
+            if let (Some(img), Some(s)) = (cp.projection.as_mut(), core.proj.as_ref()) {
+                img.data.clone_from(s);
+            }
+        }
+        p
+    }
+
+    /// Raw crossbar weights of a core (row-major, `tile.rows x tile.cols`).
+    pub fn weights(&self, core: CoreId) -> &[i32] {
+        &self.cores[core.index()].w
+    }
+
+    /// Runs the given phases of every core back to back, starting at cycle `start`.
+    /// `input` is the sample (in the input format) for the forward phase, `label` its class for
+    /// the learn phase.
+    pub fn run(
+        &mut self,
+        phases: &[Phase],
+        start: Cycles,
+        input: Option<&[i32]>,
+        label: Option<usize>,
+    ) -> Result<RunResult, EmuError> {
+        let costs = self.program.chip.costs;
+        let classes = self.program.network.classes as usize;
+        let mut output = vec![0i64; classes];
+        let mut output_at = None;
+        for c in &mut self.cores {
+            c.clock = start;
+        }
+        // The input port sends the sample's slices, then (when learning) the label.
+        let mut port = start;
+        let learning = phases.contains(&Phase::Learn);
+        for (i, r) in self.program.routes.iter().enumerate() {
+            if r.src != Endpoint::Input {
+                continue;
+            }
+            let values: Vec<i64> = match (r.src_buf, input, label) {
+                (Buf::In, Some(x), _) if phases.contains(&Phase::Forward) => x
+                    [r.src_start as usize..(r.src_start + r.len) as usize]
+                    .iter()
+                    .map(|&v| v as i64)
+                    .collect(),
+                (Buf::Label, _, Some(y)) if learning => vec![y as i64],
+                _ => continue,
+            };
+            let n = timing::packets(&values);
+            port += costs.send_packet as u64 * n;
+            self.counters.packets += n;
+            self.counters.packet_hops += n * self.hops[i] as u64;
+            let arrival = port + timing::message_latency(self.hops[i], &costs);
+            self.mailboxes[i].push_back(Message { arrival, values });
+        }
+
+        let n = self.cores.len();
+        let mut pc = vec![(0usize, 0usize); n]; // (phase index, instruction index)
+        loop {
+            let mut progressed = false;
+            let mut done = 0;
+            for ci in 0..n {
+                loop {
+                    let (ph, i) = pc[ci];
+                    if ph == phases.len() {
+                        done += 1;
+                        break;
+                    }
+                    let stream = stream_of(&self.program, ci, phases[ph]);
+                    if i >= stream.len() {
+                        pc[ci] = (ph + 1, 0);
+                        continue;
+                    }
+                    let instr = stream[i];
+                    match self.exec(ci, instr, &mut output, &mut output_at)? {
+                        Step::Next => pc[ci].1 += 1,
+                        Step::Halt => pc[ci] = (ph + 1, 0),
+                        Step::Blocked => break,
+                    }
+                    progressed = true;
+                }
+            }
+            if done == n {
+                break;
+            }
+            if !progressed {
+                let waiting = (0..n)
+                    .filter(|&ci| pc[ci].0 < phases.len())
+                    .filter_map(|ci| {
+                        match stream_of(&self.program, ci, phases[pc[ci].0]).get(pc[ci].1) {
+                            Some(Instr::Recv { route }) => Some((CoreId(ci as u16), *route)),
+                            _ => None,
+                        }
+                    })
+                    .collect();
+                return Err(EmuError::Deadlock {
+                    phase: format!("{phases:?}"),
+                    cycle: self.cores.iter().map(|c| c.clock).max().unwrap_or(start),
+                    waiting,
+                });
+            }
+        }
+        let end = self
+            .cores
+            .iter()
+            .map(|c| c.clock)
+            .max()
+            .unwrap_or(start)
+            .max(output_at.unwrap_or(0));
+        let prediction = output_at.map(|_| argmax(&output));
+        Ok(RunResult {
+            end,
+            output_at,
+            output,
+            prediction,
+        })
+    }
+
+    fn exec(
+        &mut self,
+        ci: usize,
+        instr: Instr,
+        output: &mut [i64],
+        output_at: &mut Option<Cycles>,
+    ) -> Result<Step, EmuError> {
+        let costs = self.program.chip.costs;
+        let classes = self.program.network.classes as usize;
+        let core = &mut self.cores[ci];
+        let layer = &self.layers[core.layer];
+        let mut a = Activity::default();
+        let mut packets = 0;
+        let mut step = Step::Next;
+        match instr {
+            Instr::Nop {} | Instr::Sync {} | Instr::LdRem { .. } | Instr::MvmT { .. } => {}
+            Instr::Halt {} => step = Step::Halt,
+            Instr::Recv { route } => {
+                let Some(msg) = self.mailboxes[route.index()].pop_front() else {
+                    return Ok(Step::Blocked);
+                };
+                let r = &self.program.routes[route.index()];
+                packets = timing::packets(&msg.values);
+                core.clock = core.clock.max(msg.arrival);
+                write_buf(core, r.dst_buf, r.dst_start as usize, &msg.values);
+                self.counters.sram_bits_written += packets * ERROR_BITS;
+            }
+            Instr::Send { route } => {
+                let r = &self.program.routes[route.index()];
+                let values = read_buf(core, r.src_buf, r.src_start as usize, r.len as usize);
+                packets = timing::packets(&values);
+                self.counters.packets += packets;
+                self.counters.packet_hops += packets * self.hops[route.index()] as u64;
+                self.counters.sram_bits_read += packets * ERROR_BITS;
+                let t = timing::instr_cycles(&instr, &a, packets, &costs);
+                let arrival =
+                    core.clock + t + timing::message_latency(self.hops[route.index()], &costs);
+                if r.dst == Endpoint::Output {
+                    let at = r.dst_start as usize;
+                    output[at..at + values.len()].copy_from_slice(&values);
+                    *output_at = Some(output_at.map_or(arrival, |o: Cycles| o.max(arrival)));
+                } else {
+                    self.mailboxes[route.index()].push_back(Message { arrival, values });
+                }
+            }
+            Instr::Mvm { .. } => {
+                a = kernels::mvm(&core.w, core.cols, &core.inb, &mut core.acc, layer.acc_fmt);
+                self.counters.saturations.accumulator += a.saturations;
+                self.counters.synaptic_ops += a.synapses;
+            }
+            Instr::Proj { class } => {
+                let s = core
+                    .proj
+                    .as_ref()
+                    .expect("verified: proj only on projection cores");
+                a = kernels::proj(
+                    s,
+                    core.cols,
+                    class.0 as usize,
+                    classes,
+                    layer.proj_shift,
+                    &mut core.acc,
+                    layer.acc_fmt,
+                );
+                self.counters.saturations.accumulator += a.saturations;
+            }
+            Instr::AddPs {} => {
+                a = kernels::add_sat(&mut core.acc, &core.psum, layer.acc_fmt);
+                self.counters.saturations.accumulator += a.saturations;
+            }
+            Instr::Act {} => {
+                a = kernels::act(
+                    &core.acc,
+                    layer.act_shift,
+                    layer.act,
+                    &mut core.out,
+                    layer.out_fmt,
+                );
+                self.counters.saturations.activation += a.saturations;
+                self.counters.neuron_updates += a.neurons;
+            }
+            Instr::TStore { class } => {
+                let k = class.0 as usize;
+                core.tgt[k * core.cols..(k + 1) * core.cols].copy_from_slice(&core.out);
+                a.neurons = core.cols as u64;
+            }
+            Instr::TInStore { class } => {
+                let (k, rows) = (class.0 as usize, core.inb.len());
+                core.tgtin[k * rows..(k + 1) * rows].copy_from_slice(&core.inb);
+                a.neurons = rows as u64;
+            }
+            Instr::Score { mode } => {
+                a = match mode {
+                    ScoreMode::Targets => {
+                        kernels::score_targets(&core.out, &core.tgt, &mut core.score)
+                    }
+                    ScoreMode::Direct => {
+                        kernels::score_direct(&core.out, core.col_start as usize, &mut core.score)
+                    }
+                };
+            }
+            Instr::AddSc {} => {
+                for (s, &x) in core.score.iter_mut().zip(&core.score_in) {
+                    *s += x;
+                }
+                a.neurons = classes as u64;
+            }
+            Instr::Smax {} => {
+                let mode = if self.program.layers[core.layer].keeps_targets {
+                    0
+                } else {
+                    1
+                };
+                a = kernels::softmax_err(
+                    &core.score,
+                    layer.score_frac[mode],
+                    core.label,
+                    layer.prob_fmt,
+                    &mut core.err,
+                );
+                self.counters.saturations.probability += a.saturations;
+            }
+            Instr::Delta { mode } => {
+                a = match mode {
+                    ScoreMode::Targets => kernels::delta_targets(
+                        &core.err,
+                        &core.tgt,
+                        &core.out,
+                        layer.act,
+                        &mut core.delta,
+                    ),
+                    ScoreMode::Direct => kernels::delta_direct(
+                        &core.err,
+                        core.col_start as usize,
+                        &core.out,
+                        layer.act,
+                        &mut core.delta,
+                    ),
+                };
+                self.counters.saturations.error += saturate_errors(&mut core.delta);
+            }
+            Instr::DeltaT { class } => {
+                let k = class.0 as usize;
+                let tgt_k = &core.tgt[k * core.cols..(k + 1) * core.cols];
+                a = kernels::delta_target_stream(
+                    core.err[k],
+                    &core.out,
+                    tgt_k,
+                    layer.act,
+                    &mut core.deltat,
+                );
+                self.counters.saturations.error += saturate_errors(&mut core.deltat);
+            }
+            Instr::Upd {} | Instr::UpdT { .. } => {
+                let (x, delta, frac, sub) = match instr {
+                    Instr::UpdT { class } => {
+                        let (k, rows) = (class.0 as usize, core.inb.len());
+                        (
+                            &core.tgtin[k * rows..(k + 1) * rows],
+                            &core.deltat,
+                            layer.deltat_frac,
+                            1 + class.0 as u64,
+                        )
+                    }
+                    _ => {
+                        let mode = if self.program.layers[core.layer].keeps_targets {
+                            0
+                        } else {
+                            1
+                        };
+                        (&core.inb[..], &core.delta, layer.delta_frac[mode], 0)
+                    }
+                };
+                let shift = frac + layer.in_frac - layer.weight_fmt.frac as i32 + layer.lr;
+                let key = UpdateKey {
+                    seed: self.program.network.seed,
+                    layer: layer.index,
+                    row_start: core.row_start,
+                    col_start: core.col_start,
+                    step: self.update_step * 512 + sub,
+                };
+                a = kernels::update(
+                    &mut core.w,
+                    core.cols,
+                    x,
+                    delta,
+                    shift,
+                    layer.rounding,
+                    key,
+                    layer.weight_fmt,
+                );
+                self.counters.saturations.weight += a.saturations;
+                self.counters.weight_updates += a.synapses;
+            }
+            Instr::UpdP { class } => {
+                let fmt = layer
+                    .proj_fmt
+                    .expect("verified: updp only on projection cores");
+                let s = core
+                    .proj
+                    .as_mut()
+                    .expect("verified: updp only on projection cores");
+                // The target stream's input is one-hot: row `class` and the bias row see a 1.
+                let shift = layer.deltat_frac - fmt.frac as i32 + layer.lr;
+                let k = class.0 as usize;
+                for (row, sub) in [(k, 1 + k as u64), (classes, 300 + k as u64)] {
+                    let key = UpdateKey {
+                        seed: self.program.network.seed,
+                        layer: 0,
+                        row_start: row as u32,
+                        col_start: core.col_start,
+                        step: self.update_step * 512 + sub,
+                    };
+                    let r = &mut s[row * core.cols..(row + 1) * core.cols];
+                    let u = kernels::update(
+                        r,
+                        core.cols,
+                        &[1],
+                        &core.deltat,
+                        shift,
+                        layer.rounding,
+                        key,
+                        fmt,
+                    );
+                    a.rows += u.rows;
+                    a.synapses += u.synapses;
+                    self.counters.saturations.weight += u.saturations;
+                }
+                self.counters.weight_updates += a.synapses;
+            }
+        }
+        let t = timing::instr_cycles(&instr, &a, packets, &costs);
+        core.clock += t;
+        self.counters.busy_cycles[ci] += t;
+        self.counters.instructions += 1;
+        Ok(step)
+    }
+
+    /// Marks the end of one training sample's updates (the next ones draw new random bits).
+    pub fn next_update_step(&mut self) {
+        self.update_step += 1;
+    }
+}
+
+enum Step {
+    Next,
+    Halt,
+    Blocked,
+}
+
+fn stream_of(p: &Program, ci: usize, phase: Phase) -> &[Instr] {
+    let s = &p.cores[ci].streams;
+    match phase {
+        Phase::Targets => &s.targets,
+        Phase::Forward => &s.forward,
+        Phase::Learn => &s.learn,
+    }
+}
+
+/// Index of the largest value; ties go to the first.
+pub fn argmax(v: &[i64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Error registers are `ERROR_BITS` wide.
+fn saturate_errors(d: &mut [i64]) -> u64 {
+    kernels::saturate_all(d, QFormat::new(ERROR_BITS as u8, 0))
+}
+
+fn read_buf(c: &Core, buf: Buf, start: usize, len: usize) -> Vec<i64> {
+    let r = start..start + len;
+    match buf {
+        Buf::In => c.inb[r].iter().map(|&v| v as i64).collect(),
+        Buf::Out => c.out[r].iter().map(|&v| v as i64).collect(),
+        Buf::Err => c.err[r].iter().map(|&v| v as i64).collect(),
+        Buf::Acc => c.acc[r].to_vec(),
+        Buf::Psum => c.psum[r].to_vec(),
+        Buf::Score => c.score[r].to_vec(),
+        Buf::ScoreIn => c.score_in[r].to_vec(),
+        Buf::Delta => c.delta[r].to_vec(),
+        Buf::DeltaT => c.deltat[r].to_vec(),
+        Buf::Label => vec![c.label as i64],
+    }
+}
+
+fn write_buf(c: &mut Core, buf: Buf, start: usize, values: &[i64]) {
+    fn narrow(dst: &mut [i32], v: &[i64]) {
+        for (d, &x) in dst.iter_mut().zip(v) {
+            *d = x as i32;
+        }
+    }
+    let r = start..start + values.len();
+    match buf {
+        Buf::In => narrow(&mut c.inb[r], values),
+        Buf::Out => narrow(&mut c.out[r], values),
+        Buf::Err => narrow(&mut c.err[r], values),
+        Buf::Acc => c.acc[r].copy_from_slice(values),
+        Buf::Psum => c.psum[r].copy_from_slice(values),
+        Buf::Score => c.score[r].copy_from_slice(values),
+        Buf::ScoreIn => c.score_in[r].copy_from_slice(values),
+        Buf::Delta => c.delta[r].copy_from_slice(values),
+        Buf::DeltaT => c.deltat[r].copy_from_slice(values),
+        Buf::Label => c.label = values.first().copied().unwrap_or(0) as usize,
+    }
+}
+
+impl Counters {
+    /// `self - earlier`, field by field: the events between two snapshots.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let s = &self.saturations;
+        let e = &earlier.saturations;
+        Counters {
+            instructions: self.instructions - earlier.instructions,
+            synaptic_ops: self.synaptic_ops - earlier.synaptic_ops,
+            weight_updates: self.weight_updates - earlier.weight_updates,
+            neuron_updates: self.neuron_updates - earlier.neuron_updates,
+            packets: self.packets - earlier.packets,
+            packet_hops: self.packet_hops - earlier.packet_hops,
+            sram_bits_read: self.sram_bits_read - earlier.sram_bits_read,
+            sram_bits_written: self.sram_bits_written - earlier.sram_bits_written,
+            saturations: Saturations {
+                accumulator: s.accumulator - e.accumulator,
+                activation: s.activation - e.activation,
+                probability: s.probability - e.probability,
+                error: s.error - e.error,
+                weight: s.weight - e.weight,
+            },
+            busy_cycles: self
+                .busy_cycles
+                .iter()
+                .zip(&earlier.busy_cycles)
+                .map(|(a, b)| a - b)
+                .collect(),
+        }
+    }
+
+    /// Adds another count into this one.
+    pub fn add(&mut self, o: &Counters) {
+        self.instructions += o.instructions;
+        self.synaptic_ops += o.synaptic_ops;
+        self.weight_updates += o.weight_updates;
+        self.neuron_updates += o.neuron_updates;
+        self.packets += o.packets;
+        self.packet_hops += o.packet_hops;
+        self.sram_bits_read += o.sram_bits_read;
+        self.sram_bits_written += o.sram_bits_written;
+        let (s, t) = (&mut self.saturations, &o.saturations);
+        s.accumulator += t.accumulator;
+        s.activation += t.activation;
+        s.probability += t.probability;
+        s.error += t.error;
+        s.weight += t.weight;
+        if self.busy_cycles.len() < o.busy_cycles.len() {
+            self.busy_cycles.resize(o.busy_cycles.len(), 0);
+        }
+        for (a, b) in self.busy_cycles.iter_mut().zip(&o.busy_cycles) {
+            *a += b;
+        }
+    }
+}
