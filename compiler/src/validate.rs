@@ -9,8 +9,9 @@ use std::fmt;
 pub const MAX_WIDTH: u32 = 1 << 16;
 /// Largest number of synapses in a network (weights of all layers).
 pub const MAX_SYNAPSES: u64 = 1 << 28;
-/// Largest class count: class operands are 8 bits wide.
-pub const MAX_CLASSES: u32 = 256;
+/// Largest class count: class operands are 8 bits wide (classes 0..=254 plus headroom for the
+/// projection's bias row index).
+pub const MAX_CLASSES: u32 = 255;
 
 /// A node of the network graph.
 #[derive(Clone, Debug, PartialEq)]

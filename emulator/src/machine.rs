@@ -311,22 +311,22 @@ impl Machine {
         loop {
             let mut progressed = false;
             let mut done = 0;
-            for ci in 0..n {
+            for (ci, pc) in pc.iter_mut().enumerate() {
                 loop {
-                    let (ph, i) = pc[ci];
+                    let (ph, i) = *pc;
                     if ph == phases.len() {
                         done += 1;
                         break;
                     }
                     let stream = stream_of(&self.program, ci, phases[ph]);
                     if i >= stream.len() {
-                        pc[ci] = (ph + 1, 0);
+                        *pc = (ph + 1, 0);
                         continue;
                     }
                     let instr = stream[i];
                     match self.exec(ci, instr, &mut output, &mut output_at)? {
-                        Step::Next => pc[ci].1 += 1,
-                        Step::Halt => pc[ci] = (ph + 1, 0),
+                        Step::Next => pc.1 += 1,
+                        Step::Halt => *pc = (ph + 1, 0),
                         Step::Blocked => break,
                     }
                     progressed = true;

@@ -148,7 +148,7 @@ pub fn train(
         }
         let mut correct = 0u64;
         for (j, &i) in order.iter().enumerate() {
-            if step % net.target_refresh as u64 == 0 {
+            if step.is_multiple_of(net.target_refresh as u64) {
                 let t = refresh_targets(&mut m)?;
                 target_cycles += t;
                 train_cycles += t + sync;

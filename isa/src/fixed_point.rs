@@ -47,8 +47,8 @@ impl QFormat {
         }
     }
 
-    /// Converts a real number to this format, rounding to nearest (ties away from zero, as the
-    /// `fixed` crate converts) and saturating; the flag says whether it saturated.
+    /// Converts a real number to this format, rounding to nearest (ties towards +infinity, as
+    /// [`round_shift`] rounds) and saturating; the flag says whether it saturated.
     pub fn quantize(self, x: f64) -> (i32, bool) {
         // I32F32 holds every value a <= 32-bit format can take with exact rounding headroom.
         let wide = I32F32::saturating_from_num(x);

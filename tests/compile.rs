@@ -1,0 +1,211 @@
+//! The compiled `examples/digits.ron`, the verifier's refusals, and bad network descriptions.
+
+use sigchip::compiler::{self, CompileError};
+use sigchip::isa::{
+    self, disasm::disassemble, Buf, ChipDescription, Endpoint, Instr, Program, Route, RouteId,
+};
+
+fn digits() -> compiler::Compiled {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits.ron"))
+        .unwrap();
+    compiler::compile_str(&text, "examples/digits.ron", &ChipDescription::default()).unwrap()
+}
+
+fn fashion() -> compiler::Compiled {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/fashion_mlp.ron"
+    ))
+    .unwrap();
+    compiler::compile_str(
+        &text,
+        "examples/fashion_mlp.ron",
+        &ChipDescription::default(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn digits_summary_snapshot() {
+    insta::assert_snapshot!("digits_summary", digits().summary.to_string());
+}
+
+#[test]
+fn digits_disassembly_snapshot() {
+    insta::assert_snapshot!("digits_disassembly", disassemble(&digits().program));
+}
+
+#[test]
+fn fashion_is_tiled_by_rows_and_columns() {
+    let c = fashion();
+    let l1 = &c.program.layers[0];
+    assert!(
+        l1.row_tiles > 1 && l1.col_tiles > 1,
+        "layer1 is {}x{} tiles",
+        l1.row_tiles,
+        l1.col_tiles
+    );
+    assert_eq!(c.program.route_counts().backward, 0);
+    assert!(
+        c.program.route_counts().lateral > 0,
+        "tiled layers exchange partial sums laterally"
+    );
+    insta::assert_snapshot!("fashion_summary", c.summary.to_string());
+}
+
+#[test]
+fn program_ron_round_trips_and_every_instruction_word_decodes() {
+    for c in [digits(), fashion()] {
+        let p = &c.program;
+        let back = Program::from_ron(&p.to_ron(), "round trip").unwrap();
+        assert_eq!(&back, p);
+        for core in &p.cores {
+            for (_, stream) in core.streams.phases() {
+                for instr in stream {
+                    let word = instr.encode().into_inner()[0];
+                    assert_eq!(Instr::decode(word).unwrap(), *instr);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn verifier_names_a_backward_route_and_a_transposed_read() {
+    let mut p = digits().program;
+    // A route from layer 2 back to layer 1, as backpropagation would need, and a send on it.
+    let back = RouteId(p.routes.len() as u16);
+    let (l2, l1) = (p.cores[1].id, p.cores[0].id);
+    p.routes.push(Route {
+        id: back,
+        src: Endpoint::Core(l2),
+        dst: Endpoint::Core(l1),
+        src_buf: Buf::Delta,
+        src_start: 0,
+        len: 4,
+        dst_buf: Buf::Delta,
+        dst_start: 0,
+    });
+    p.cores[1]
+        .streams
+        .learn
+        .insert(0, Instr::Send { route: back });
+    // Weight transport: layer 1 reads its crossbar transposed.
+    p.cores[0]
+        .streams
+        .learn
+        .insert(0, Instr::MvmT { src: Buf::Delta });
+    // And layer 1 reads layer 2's state directly.
+    p.cores[0].streams.learn.insert(
+        1,
+        Instr::LdRem {
+            core: l2,
+            buf: Buf::Out,
+        },
+    );
+    let err = isa::verify(&p).unwrap_err();
+    assert_eq!(err.forward_only_counts(), (1, 1, 1), "{err}");
+    let text = err.to_string();
+    for needle in [
+        "backward route: route",
+        "from core1 (depth 2) to core0 (depth 1)",
+        "transposed crossbar read: core0 learn[0] `mvmt delta`",
+        "cross-layer state read: core0 learn[1] `ldrem core1, out` reads the state of a layer2 core",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+    // The emulator refuses it too.
+    assert!(matches!(
+        sigchip::emulator::Machine::new(p),
+        Err(sigchip::emulator::EmuError::Verify(_))
+    ));
+}
+
+#[test]
+fn verifier_checks_capacity_and_structure() {
+    let mut p = digits().program;
+    p.cores[0].weights.data[0] = 1000; // outside s8
+    p.cores[1].x = p.cores[0].x;
+    p.cores[1].y = p.cores[0].y;
+    p.chip.memory.instruction_words = 4;
+    let text = isa::verify(&p).unwrap_err().to_string();
+    for needle in [
+        "core0: weight row 0 column 0 holds 1000",
+        "both sit at",
+        "instruction words needs",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+}
+
+fn compile_err(text: &str, chip: &ChipDescription) -> String {
+    match compiler::compile_str(text, "net.ron", chip) {
+        Ok(_) => panic!("compiled: {text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn malformed_ron_names_line_and_column() {
+    let e = compile_err(
+        "(name: \"x\",\n input: 64,\n classes: ten)",
+        &ChipDescription::default(),
+    );
+    assert!(e.starts_with("net.ron:3:"), "{e}");
+}
+
+#[test]
+fn bad_values_are_all_listed() {
+    let text = r#"(name: "x", input: 0, classes: 1, layers: [(width: 0), (width: 8, activation: leaky_relu(shift: 40))],
+                  target_refresh: 0, projection: learned)"#;
+    let e = compile_err(text, &ChipDescription::default());
+    for needle in [
+        "input: is 0",
+        "classes: is 1",
+        "layers[0].width: is 0",
+        "layers[1].activation",
+        "target_refresh: is 0",
+        "projection: is `learned`",
+    ] {
+        assert!(e.contains(needle), "missing `{needle}` in:\n{e}");
+    }
+}
+
+#[test]
+fn absurd_sizes_are_refused() {
+    let e = compile_err(
+        r#"(name: "x", input: 65536, classes: 10, layers: [(width: 65536)])"#,
+        &ChipDescription::default(),
+    );
+    assert!(e.contains("synapses"), "{e}");
+}
+
+#[test]
+fn a_network_that_does_not_fit_says_where_and_what_to_change() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/fashion_mlp.ron"
+    ))
+    .unwrap();
+    let chip = ChipDescription::from_ron("(grid: (width: 2, height: 2))", "small.ron").unwrap();
+    let err = compiler::compile_str(&text, "fashion", &chip).unwrap_err();
+    assert!(matches!(err, CompileError::Place(_)));
+    let e = err.to_string();
+    for needle in [
+        "needs",
+        "cores, the 2x2 grid has 4",
+        "layer1:",
+        "what to change",
+    ] {
+        assert!(e.contains(needle), "missing `{needle}` in:\n{e}");
+    }
+    // A core whose data SRAM is too small for its buffers and targets.
+    let chip = ChipDescription::from_ron("(memory: (data_sram_bits: 1000))", "tiny.ron").unwrap();
+    let err = compiler::compile_str(&text, "fashion", &chip).unwrap_err();
+    let e = err.to_string();
+    assert!(matches!(err, CompileError::Fit(_)), "{e}");
+    assert!(
+        e.contains("data SRAM bits") && e.contains("layer1") && e.contains("a core has 1000"),
+        "{e}"
+    );
+}
