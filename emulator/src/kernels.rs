@@ -392,6 +392,28 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The documented bound of `exp2-lut32`: each probability within 0.025 of the exact
+        /// softmax (the table truncates the exponent to 1/32, a relative error below 2.2 %).
+        #[test]
+        fn softmax_error_is_within_the_documented_bound(
+            scores in proptest::collection::vec(-4000i64..4000, 2..12),
+            frac in 0i32..12,
+        ) {
+            let prob = QFormat::new(16, 15);
+            let mut err = vec![0; scores.len()];
+            softmax_err(&scores, frac, 0, prob, &mut err);
+            let scale = (frac as f64).exp2();
+            let m = scores.iter().map(|&s| s as f64 / scale).fold(f64::MIN, f64::max);
+            let z: Vec<f64> = scores.iter().map(|&s| (s as f64 / scale - m).exp()).collect();
+            let total: f64 = z.iter().sum();
+            for k in 0..scores.len() {
+                let p = prob.to_f64(err[k]) + if k == 0 { 1.0 } else { 0.0 };
+                proptest::prop_assert!((p - z[k] / total).abs() <= 0.025, "class {}: {} vs {}", k, p, z[k] / total);
+            }
+        }
+    }
+
     #[test]
     fn mvm_skips_zero_inputs_and_saturates() {
         let w = [1, 2, 3, 4, 5, 6];
