@@ -98,12 +98,23 @@ fn load_chip(path: Option<&Path>) -> Result<ChipDescription> {
     }
 }
 
+/// Program files open with their format version (`(format_version: 1, ...`); network
+/// descriptions open with their name.
+fn is_program(text: &str) -> bool {
+    let mut rest = text.trim_start();
+    // Skip leading `//` comments.
+    while let Some(after) = rest.strip_prefix("//") {
+        rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
+    }
+    rest.strip_prefix('(')
+        .is_some_and(|r| r.trim_start().starts_with("format_version"))
+}
+
 /// A program file, or a network description compiled on the spot.
 fn load_program(path: &Path, chip: Option<&Path>, quiet: bool) -> Result<Program> {
     let text = read(path)?;
     let origin = path.display().to_string();
-    // Programs start with their format version; anything else is taken for a network.
-    if text.contains("format_version") && text.contains("cores") {
+    if is_program(&text) {
         if chip.is_some() {
             bail!("--chip applies to network descriptions; {origin} is a compiled program for its own chip");
         }

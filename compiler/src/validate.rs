@@ -183,7 +183,9 @@ pub fn validate(desc: NetworkDesc, origin: &str) -> Result<ValidNetwork, Validat
         synapses += prev * l.width as u64;
         prev = l.width as u64;
     }
-    synapses += prev * desc.classes as u64;
+    if desc.readout == sigchip_isa::Readout::OutputLayer {
+        synapses += prev * desc.classes as u64;
+    }
     if synapses > MAX_SYNAPSES {
         bad(
             "layers".into(),

@@ -65,6 +65,7 @@ impl Buf {
         Buf::Label,
     ];
 
+    /// The buffer as listings and program files write it.
     pub fn name(self) -> &'static str {
         match self {
             Buf::In => "in",
@@ -204,9 +205,9 @@ macro_rules! define_instructions {
     )*) => {
         /// One core instruction. See the table in the source and docs/isa.md.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
         pub enum Instr {
-            $( $(#[$doc])* $variant { $($field: $fty),* }, )*
+            // The RON spelling is the mnemonic, so program files and listings read alike.
+            $( $(#[$doc])* #[serde(rename = $mnemonic)] $variant { $($field: $fty),* }, )*
         }
 
         /// The opcode of an instruction.

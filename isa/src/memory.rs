@@ -30,7 +30,9 @@ pub fn buffer_len(program: &Program, core: &CoreProgram, buf: Buf) -> usize {
         Buf::Score | Buf::Err if reducer => classes,
         Buf::ScoreIn if t.is_leader() && layer.col_tiles > 1 => classes,
         Buf::Delta => t.cols as usize,
-        Buf::DeltaT if program.network.targets == TargetMode::Learned => t.cols as usize,
+        Buf::DeltaT if program.network.targets == TargetMode::Learned && layer.keeps_targets => {
+            t.cols as usize
+        }
         Buf::Label if t.is_leader() => 1,
         _ => 0,
     }

@@ -475,6 +475,10 @@ impl Program {
         let (Some(mut at), Some(to)) = (self.position(route.src), self.position(route.dst)) else {
             return Vec::new();
         };
+        // The output port hangs off the east side of core (width - 1, 0): route to that router
+        // first, so the path never leaves the grid, then take the last hop out.
+        let exit = (route.dst == Endpoint::Output).then_some(to);
+        let to = if exit.is_some() { (to.0 - 1, to.1) } else { to };
         let mut path = vec![at];
         while at.0 != to.0 {
             at.0 += (to.0 - at.0).signum();
@@ -484,6 +488,7 @@ impl Program {
             at.1 += (to.1 - at.1).signum();
             path.push(at);
         }
+        path.extend(exit);
         path
     }
 

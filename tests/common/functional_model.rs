@@ -1,0 +1,502 @@
+//! An independent functional model of a sigprop network on the chip: whole layers, no tiles,
+//! no routes, no cycles.
+//!
+//! It is written from the documented semantics of the instructions (isa/src/instr.rs) and the
+//! training loop (emulator/src/train.rs), not from the emulator's kernels. The only primitives it
+//! shares with the emulator are the rounding and saturation of `sigchip_isa::fixed_point`, the
+//! counter-based random bits of `sigchip_isa::rng` and the `exp2-lut32` table
+//! `sigchip_emulator::kernels::EXP2_LUT`; everything else (matrix products, activations, the
+//! softmax, errors, updates) is spelled out here in plain `i64` arithmetic.
+//!
+//! Not modelled: `targets: learned` (the target-stream updates `deltat`/`updt`/`updp`); the model
+//! refuses such programs.
+
+#![allow(dead_code)]
+
+use sigchip::emulator::kernels::EXP2_LUT;
+use sigchip::isa::fixed_point::{round_shift, stochastic_shift};
+use sigchip::isa::rng::{stochastic_bits, stochastic_row_key};
+use sigchip::isa::{Activation, LocalLoss, Program, QFormat, Readout, Rounding, TargetMode};
+
+/// `log2(e)` in Q2.14, the constant of the `exp2-lut32` softmax.
+const LOG2E_Q14: i64 = 23637;
+
+/// A matrix as rows of raw values.
+pub type Matrix = Vec<Vec<i32>>;
+
+/// How many times each (row, col) of each layer is held by a core, `[layer][row][col]`.
+pub fn coverage(p: &Program) -> Vec<Vec<Vec<u32>>> {
+    let mut cov: Vec<Vec<Vec<u32>>> = p
+        .layers
+        .iter()
+        .map(|l| vec![vec![0; l.width as usize]; l.rows() as usize])
+        .collect();
+    for core in &p.cores {
+        let t = &core.tile;
+        let m = &mut cov[core.layer.index() - 1];
+        for r in t.row_start..t.row_start + t.rows {
+            for c in t.col_start..t.col_start + t.cols {
+                // A tile outside its layer is a coverage error too: count it where it cannot hide.
+                match m
+                    .get_mut(r as usize)
+                    .and_then(|row| row.get_mut(c as usize))
+                {
+                    Some(n) => *n += 1,
+                    None => panic!(
+                        "{} holds ({r}, {c}) outside its {}x{} layer",
+                        core.id,
+                        m.len(),
+                        m.first().map_or(0, Vec::len)
+                    ),
+                }
+            }
+        }
+    }
+    cov
+}
+
+/// Every layer's whole weight matrix (`rows() x width`, the bias row last), assembled from the
+/// cores' tiles. Panics unless every weight is held by exactly one core.
+pub fn assemble_weights(p: &Program) -> Vec<Matrix> {
+    let mut out: Vec<Vec<Vec<Option<i32>>>> = p
+        .layers
+        .iter()
+        .map(|l| vec![vec![None; l.width as usize]; l.rows() as usize])
+        .collect();
+    for core in &p.cores {
+        let t = &core.tile;
+        let img = &core.weights;
+        assert_eq!((img.rows, img.cols), (t.rows, t.cols), "{}", core.id);
+        for r in 0..t.rows {
+            for c in 0..t.cols {
+                let cell = &mut out[core.layer.index() - 1][(t.row_start + r) as usize]
+                    [(t.col_start + c) as usize];
+                assert!(
+                    cell.is_none(),
+                    "weight ({}, {}) of {} is held twice",
+                    t.row_start + r,
+                    t.col_start + c,
+                    core.layer
+                );
+                *cell = Some(img.data[(r * t.cols + c) as usize]);
+            }
+        }
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(l, m)| {
+            m.into_iter()
+                .enumerate()
+                .map(|(r, row)| {
+                    row.into_iter()
+                        .enumerate()
+                        .map(|(c, v)| {
+                            v.unwrap_or_else(|| {
+                                panic!("weight ({r}, {c}) of layer{} is held by no core", l + 1)
+                            })
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Layer 1's target projection `(classes + 1) x width` (last row: its bias) and its fraction
+/// bits, assembled from layer 1's column reducers (`row_tile == 0`).
+pub fn assemble_projection(p: &Program) -> Option<(i32, Matrix)> {
+    let l1 = p.layers.first()?;
+    let info = l1.projection?;
+    let rows = p.network.classes as usize + 1;
+    let mut s: Vec<Vec<Option<i32>>> = vec![vec![None; l1.width as usize]; rows];
+    for core in p.cores.iter().filter(|c| c.layer.0 == 1) {
+        let t = &core.tile;
+        match (&core.projection, t.row_tile == 0) {
+            (Some(img), true) => {
+                assert_eq!((img.rows as usize, img.cols), (rows, t.cols), "{}", core.id);
+                for (r, row) in s.iter_mut().enumerate() {
+                    for c in 0..t.cols {
+                        let cell = &mut row[(t.col_start + c) as usize];
+                        assert!(cell.is_none(), "projection ({r}, {c}) held twice");
+                        *cell = Some(img.data[r * t.cols as usize + c as usize]);
+                    }
+                }
+            }
+            (None, false) => {}
+            (Some(_), false) => panic!("{} holds a projection but is no reducer", core.id),
+            (None, true) => panic!("{} is a layer-1 reducer without a projection", core.id),
+        }
+    }
+    let s = s
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| v.expect("every projection column is held by a reducer"))
+                .collect()
+        })
+        .collect();
+    Some((info.format.frac as i32, s))
+}
+
+/// One whole layer.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// 1-based, as the random-bit keys use it.
+    pub number: u16,
+    pub inputs: usize,
+    pub width: usize,
+    pub bias: bool,
+    pub activation: Activation,
+    pub weight_format: QFormat,
+    pub out_format: QFormat,
+    pub wf: i32,
+    pub inf: i32,
+    pub outf: i32,
+    pub loss: LocalLoss,
+    pub keeps_targets: bool,
+    pub lr_shift: i32,
+    pub rounding: Rounding,
+    /// `(inputs + bias) x width`.
+    pub w: Matrix,
+    /// `classes x width`: the class targets, when the layer keeps them.
+    pub targets: Matrix,
+}
+
+/// The whole network and its training state.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub layers: Vec<Layer>,
+    /// Layer 1's projection: fraction bits and `(classes + 1) x width` values.
+    pub projection: Option<(i32, Matrix)>,
+    pub classes: usize,
+    pub readout: Readout,
+    pub seed: u64,
+    pub target_refresh: u64,
+    pub acc: QFormat,
+    pub prob: QFormat,
+    /// Training samples processed so far.
+    pub steps: u64,
+}
+
+/// What one forward pass gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pass {
+    /// `xs[l]` is layer `l`'s input (without the bias), `hs[l]` its output.
+    pub xs: Vec<Vec<i32>>,
+    pub hs: Vec<Vec<i32>>,
+    /// What the output port sees: the output layer's outputs, or the last layer's scores.
+    pub output: Vec<i64>,
+    pub prediction: usize,
+}
+
+/// Index of the largest value; ties go to the first.
+pub fn argmax(v: &[i64]) -> usize {
+    let mut best = 0;
+    for i in 1..v.len() {
+        if v[i] > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+impl Layer {
+    /// The layer's crossbar input: `x` followed by the bias axon (a one in the input format).
+    fn with_bias(&self, x: &[i32]) -> Vec<i64> {
+        assert_eq!(x.len(), self.inputs, "layer{} input length", self.number);
+        let mut v: Vec<i64> = x.iter().map(|&x| x as i64).collect();
+        if self.bias {
+            v.push(1i64 << self.inf);
+        }
+        v
+    }
+
+    /// `f(v)`: relu, leaky relu (arithmetic shift of negatives) or identity.
+    fn f(&self, v: i64) -> i64 {
+        match self.activation {
+            Activation::Relu => v.max(0),
+            Activation::LeakyRelu { shift } => {
+                if v < 0 {
+                    v >> shift
+                } else {
+                    v
+                }
+            }
+            Activation::Identity => v,
+        }
+    }
+
+    /// `f'` applied to an error, by the neuron's output `h`.
+    fn f_prime(&self, h: i32, d: i64) -> i64 {
+        match self.activation {
+            Activation::Relu => {
+                if h > 0 {
+                    d
+                } else {
+                    0
+                }
+            }
+            Activation::LeakyRelu { shift } => {
+                if h < 0 {
+                    d >> shift
+                } else {
+                    d
+                }
+            }
+            Activation::Identity => d,
+        }
+    }
+
+    /// The neuron unit on an accumulator value (already saturated to the accumulator format).
+    fn neuron(&self, a: i64) -> i32 {
+        let v = round_shift(a, self.wf + self.inf - self.outf);
+        self.out_format.saturate(self.f(v)).0
+    }
+
+    fn forward(&self, x: &[i32], acc: QFormat) -> Vec<i32> {
+        let xin = self.with_bias(x);
+        (0..self.width)
+            .map(|c| {
+                let sum: i64 = xin
+                    .iter()
+                    .enumerate()
+                    .map(|(r, &xr)| self.w[r][c] as i64 * xr)
+                    .sum();
+                self.neuron(acc.saturate(sum).0 as i64)
+            })
+            .collect()
+    }
+
+    /// The local loss's scores and their fraction bits.
+    fn scores(&self, h: &[i32]) -> (Vec<i64>, i32) {
+        match self.loss {
+            LocalLoss::LabelDirect => (
+                self.targets
+                    .iter()
+                    .map(|t| h.iter().zip(t).map(|(&h, &t)| h as i64 * t as i64).sum())
+                    .collect(),
+                2 * self.outf,
+            ),
+            LocalLoss::CrossEntropy => (h.iter().map(|&h| h as i64).collect(), self.outf),
+        }
+    }
+}
+
+/// `exp2-lut32` softmax minus the one-hot label, in the probability format.
+pub fn softmax_err(s: &[i64], frac: i32, label: usize, prob: QFormat) -> Vec<i32> {
+    let m = *s.iter().max().expect("at least one class");
+    let e: Vec<i64> = s
+        .iter()
+        .map(|&sk| {
+            let a = ((m - sk) * LOG2E_Q14) >> 14;
+            let n = if frac >= 0 { a >> frac } else { a << -frac };
+            let idx = if frac >= 5 {
+                (a >> (frac - 5)) & 31
+            } else {
+                (a << (5 - frac)) & 31
+            };
+            if n >= 17 {
+                0
+            } else {
+                (EXP2_LUT[idx as usize] >> n) as i64
+            }
+        })
+        .collect();
+    let sum: i64 = e.iter().sum();
+    let pf = prob.frac as i32;
+    e.iter()
+        .enumerate()
+        .map(|(k, &ek)| {
+            let p = ((ek << pf) + sum / 2) / sum;
+            let one_hot = if k == label { 1i64 << pf } else { 0 };
+            prob.saturate(p - one_hot).0
+        })
+        .collect()
+}
+
+impl Model {
+    /// The model of a compiled program, with the program's (initial or trained) weights.
+    pub fn from_program(p: &Program) -> Model {
+        assert_eq!(
+            p.network.targets,
+            TargetMode::Constant,
+            "the functional model does not cover `targets: learned`"
+        );
+        let classes = p.network.classes as usize;
+        for l in &p.layers {
+            assert_eq!(
+                l.keeps_targets,
+                l.loss == LocalLoss::LabelDirect,
+                "{}: label_direct layers are the ones that keep targets",
+                l.id
+            );
+        }
+        let weights = assemble_weights(p);
+        let layers = p
+            .layers
+            .iter()
+            .zip(weights)
+            .map(|(l, w)| Layer {
+                number: l.id.0,
+                inputs: l.inputs as usize,
+                width: l.width as usize,
+                bias: l.bias,
+                activation: l.activation,
+                weight_format: l.weight_format,
+                out_format: l.out_format,
+                wf: l.weight_format.frac as i32,
+                inf: l.in_format.frac as i32,
+                outf: l.out_format.frac as i32,
+                loss: l.loss,
+                keeps_targets: l.keeps_targets,
+                lr_shift: l.lr_shift as i32,
+                rounding: l.rounding,
+                w,
+                targets: vec![vec![0; l.width as usize]; classes],
+            })
+            .collect();
+        Model {
+            layers,
+            projection: assemble_projection(p),
+            classes,
+            readout: p.network.readout,
+            seed: p.network.seed,
+            target_refresh: p.network.target_refresh as u64,
+            acc: QFormat::new(p.chip.bits.accumulator, 0),
+            prob: p.chip.probability_format(),
+            steps: 0,
+        }
+    }
+
+    /// Recomputes the class targets of every layer that keeps them: layer 1 from the
+    /// projection, layer `i > 1` as layer `i`'s forward pass of layer `i - 1`'s targets.
+    pub fn refresh_targets(&mut self) {
+        let acc = self.acc;
+        for i in 0..self.layers.len() {
+            if !self.layers[i].keeps_targets {
+                continue;
+            }
+            let new: Matrix = (0..self.classes)
+                .map(|k| {
+                    if i == 0 {
+                        let l = &self.layers[0];
+                        let (pjf, s) = self
+                            .projection
+                            .as_ref()
+                            .expect("layer 1 keeps targets, so it has a projection");
+                        (0..l.width)
+                            .map(|c| {
+                                let v = s[k][c] as i64 + s[self.classes][c] as i64;
+                                let a = round_shift(v, -(l.wf + l.inf - pjf));
+                                l.neuron(acc.saturate(a).0 as i64)
+                            })
+                            .collect()
+                    } else {
+                        let prev = &self.layers[i - 1];
+                        assert!(
+                            prev.keeps_targets,
+                            "targets flow from a layer that keeps them"
+                        );
+                        self.layers[i].forward(&prev.targets[k], acc)
+                    }
+                })
+                .collect();
+            self.layers[i].targets = new;
+        }
+    }
+
+    /// Inference of one encoded sample with the current weights and targets.
+    pub fn forward(&self, x: &[i32]) -> Pass {
+        let mut xs = Vec::new();
+        let mut hs = Vec::new();
+        let mut cur = x.to_vec();
+        for l in &self.layers {
+            let h = l.forward(&cur, self.acc);
+            xs.push(std::mem::replace(&mut cur, h.clone()));
+            hs.push(h);
+        }
+        let last = self.layers.last().expect("at least one layer");
+        let output: Vec<i64> = match self.readout {
+            Readout::OutputLayer => cur.iter().map(|&h| h as i64).collect(),
+            Readout::NearestTarget => last.scores(&cur).0,
+        };
+        let prediction = argmax(&output);
+        Pass {
+            xs,
+            hs,
+            output,
+            prediction,
+        }
+    }
+
+    /// One training sample: targets refreshed when due, forward, then every layer's local
+    /// update from its own input and output. Returns the forward pass (before the updates).
+    pub fn train_sample(&mut self, x: &[i32], label: usize) -> Pass {
+        if self.steps % self.target_refresh == 0 {
+            self.refresh_targets();
+        }
+        let pass = self.forward(x);
+        let (pf, step, seed) = (self.prob.frac as i32, self.steps, self.seed);
+        for (l, (x, h)) in self.layers.iter_mut().zip(pass.xs.iter().zip(&pass.hs)) {
+            learn(l, x, h, label, pf, self.prob, seed, step);
+        }
+        self.steps += 1;
+        pass
+    }
+}
+
+/// The local learning of one layer.
+#[allow(clippy::too_many_arguments)]
+fn learn(
+    l: &mut Layer,
+    x: &[i32],
+    h: &[i32],
+    label: usize,
+    pf: i32,
+    prob: QFormat,
+    seed: u64,
+    step: u64,
+) {
+    let (s, frac) = l.scores(h);
+    let err = softmax_err(&s, frac, label, prob);
+    let err32 = QFormat::new(32, 0);
+    let (delta, delta_frac): (Vec<i64>, i32) = match l.loss {
+        LocalLoss::LabelDirect => (
+            (0..l.width)
+                .map(|j| {
+                    let d: i64 = (0..err.len())
+                        .map(|k| err[k] as i64 * l.targets[k][j] as i64)
+                        .sum();
+                    err32.saturate(l.f_prime(h[j], d)).0 as i64
+                })
+                .collect(),
+            pf + l.outf,
+        ),
+        LocalLoss::CrossEntropy => (
+            (0..l.width)
+                .map(|j| err32.saturate(l.f_prime(h[j], err[j] as i64)).0 as i64)
+                .collect(),
+            pf,
+        ),
+    };
+    let shift = delta_frac + l.inf - l.wf + l.lr_shift;
+    let xin = l.with_bias(x);
+    let (lo, hi) = (l.weight_format.min_raw(), l.weight_format.max_raw());
+    for (r, &xr) in xin.iter().enumerate() {
+        if xr == 0 {
+            continue;
+        }
+        let key = stochastic_row_key(seed, l.number, r as u32, step * 512);
+        for (c, &d) in delta.iter().enumerate() {
+            if d == 0 {
+                continue;
+            }
+            let v = -(d * xr);
+            let dv = match l.rounding {
+                Rounding::Nearest => round_shift(v, shift),
+                Rounding::Stochastic => stochastic_shift(v, shift, stochastic_bits(key, c as u32)),
+            };
+            l.w[r][c] = (l.w[r][c] as i64 + dv).clamp(lo, hi) as i32;
+        }
+    }
+}

@@ -1,0 +1,541 @@
+//! The emulator against an independent functional model (tests/common/functional_model.rs):
+//! whole layers, no tiles, no cycles, written from the instruction semantics. Random small
+//! networks are compiled for random (often tiny) crossbars, so layers are split by rows and by
+//! columns, and the emulator must agree with the model bit for bit: predictions, output vectors
+//! and every weight after every training sample.
+//!
+//! Not covered: `targets: learned` (the target-stream instructions `deltat`, `updt`, `updp`).
+
+mod common;
+
+use common::functional_model::{self as fm, Matrix, Model};
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use sigchip::compiler::{compile, LayerDesc, LearningDesc, LossKind, NetworkDesc};
+use sigchip::emulator::{Machine, Phase, RunResult};
+use sigchip::isa::chip::{BitWidths, Crossbar, Grid};
+use sigchip::isa::rng::mix64;
+use sigchip::isa::{
+    Activation, ChipDescription, Program, ProjectionMode, QFormat, Readout, Rounding, TargetMode,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Networks, chips and programs.
+
+/// A random small network.
+#[derive(Clone, Debug)]
+struct Net {
+    input: u32,
+    /// (width, activation, per-layer lr_shift)
+    hidden: Vec<(u32, Activation, Option<u8>)>,
+    classes: u32,
+    readout: Readout,
+    rounding: Rounding,
+    lr_shift: u8,
+    readout_lr_shift: Option<u8>,
+    target_refresh: u32,
+    bias: bool,
+    seed: u64,
+    /// The chip's datapath widths.
+    bits: BitWidths,
+    /// When set, the compiled initial weights and projection are replaced by values drawn over
+    /// their formats' whole range from this seed (by layer-global position, so every tiling
+    /// gets the same matrix): activations and weight updates then saturate often.
+    full_range: Option<u64>,
+}
+
+impl Net {
+    fn desc(&self) -> NetworkDesc {
+        NetworkDesc {
+            name: "functional".into(),
+            input: self.input,
+            classes: self.classes,
+            layers: self
+                .hidden
+                .iter()
+                .map(|&(width, activation, lr_shift)| LayerDesc {
+                    width,
+                    activation,
+                    lr_shift,
+                })
+                .collect(),
+            projection: ProjectionMode::FixedRandom,
+            loss: LossKind::LabelDirect,
+            targets: TargetMode::Constant,
+            target_refresh: self.target_refresh,
+            readout: self.readout,
+            learning: LearningDesc {
+                lr_shift: self.lr_shift,
+                readout_lr_shift: self.readout_lr_shift,
+                rounding: self.rounding,
+            },
+            bias: self.bias,
+            seed: self.seed,
+        }
+    }
+
+    /// (crossbar rows incl. bias, columns) of every chip layer.
+    fn shapes(&self) -> Vec<(u32, u32)> {
+        let mut widths: Vec<u32> = self.hidden.iter().map(|h| h.0).collect();
+        if self.readout == Readout::OutputLayer {
+            widths.push(self.classes);
+        }
+        let mut prev = self.input;
+        widths
+            .into_iter()
+            .map(|w| {
+                let s = (prev + self.bias as u32, w);
+                prev = w;
+                s
+            })
+            .collect()
+    }
+}
+
+/// A chip with a `rows x cols` crossbar, a grid just large enough for the network's tiles and
+/// memories large enough that nothing else limits the compile.
+fn chip_for(net: &Net, rows: u32, cols: u32) -> ChipDescription {
+    let cores: u32 = net
+        .shapes()
+        .iter()
+        .map(|&(r, c)| r.div_ceil(rows) * c.div_ceil(cols))
+        .sum();
+    let height = if cores <= 16 * 256 { 16u32 } else { 256 };
+    let mut chip = ChipDescription {
+        grid: Grid {
+            width: cores.div_ceil(height).max(1) as u16,
+            height: height as u16,
+        },
+        crossbar: Crossbar { rows, cols },
+        bits: net.bits,
+        ..Default::default()
+    };
+    chip.memory.instruction_words = 1 << 16;
+    chip.memory.data_sram_bits = 1 << 24;
+    chip.memory.route_table_entries = 1 << 16;
+    chip
+}
+
+fn compile_for(net: &Net, rows: u32, cols: u32) -> Program {
+    let chip = chip_for(net, rows, cols);
+    match compile(net.desc(), "functional", &chip) {
+        Ok(c) => c.program,
+        Err(e) => panic!("compiling {net:?} for a {rows}x{cols} crossbar: {e}"),
+    }
+}
+
+/// The program a test runs: the compiled one, with full-range weights when the net asks.
+fn program_for(net: &Net, rows: u32, cols: u32) -> Program {
+    let mut p = compile_for(net, rows, cols);
+    if let Some(seed) = net.full_range {
+        let draw = |fmt: QFormat, what: u64, layer: u64, r: u32, c: u32| -> i32 {
+            let h = mix64(mix64(seed ^ what << 56 ^ layer << 48) ^ (r as u64) << 24 ^ c as u64);
+            let span = (fmt.max_raw() - fmt.min_raw() + 1) as u64;
+            (fmt.min_raw() + (h % span) as i64) as i32
+        };
+        for core in &mut p.cores {
+            let t = core.tile;
+            let l = core.layer.0 as u64;
+            let w = &mut core.weights;
+            for r in 0..t.rows {
+                for c in 0..t.cols {
+                    w.data[(r * t.cols + c) as usize] =
+                        draw(w.format, 0, l, t.row_start + r, t.col_start + c);
+                }
+            }
+            if let Some(s) = &mut core.projection {
+                for r in 0..s.rows {
+                    for c in 0..s.cols {
+                        s.data[(r * s.cols + c) as usize] =
+                            draw(s.format, 1, l, r, t.col_start + c);
+                    }
+                }
+            }
+        }
+    }
+    p
+}
+
+/// A crossbar big enough to hold every layer of every generated network whole.
+const WHOLE: u32 = 64;
+
+// ---------------------------------------------------------------------------------------------
+// The emulator, driven the way `sigchip_emulator::train` drives it.
+
+struct Emu {
+    m: Machine,
+    steps: u64,
+}
+
+impl Emu {
+    fn new(program: Program) -> Emu {
+        Emu {
+            m: Machine::new(program).expect("the compiler's program verifies"),
+            steps: 0,
+        }
+    }
+
+    fn refresh_targets(&mut self) {
+        if self.m.program().layers.iter().any(|l| l.keeps_targets) {
+            self.m
+                .run(&[Phase::Targets], 0, None, None)
+                .expect("targets phase runs");
+        }
+    }
+
+    /// One training sample, as `train::train` runs it.
+    fn train_sample(&mut self, x: &[i32], label: usize) -> RunResult {
+        if self.steps % self.m.program().network.target_refresh as u64 == 0 {
+            self.refresh_targets();
+        }
+        let r = self
+            .m
+            .run(&[Phase::Forward, Phase::Learn], 0, Some(x), Some(label))
+            .expect("training sample runs");
+        self.m.next_update_step();
+        self.steps += 1;
+        r
+    }
+
+    fn infer(&mut self, x: &[i32]) -> RunResult {
+        self.m
+            .run(&[Phase::Forward], 0, Some(x), None)
+            .expect("inference runs")
+    }
+
+    fn weights(&self) -> Vec<Matrix> {
+        fm::assemble_weights(&self.m.trained_program())
+    }
+}
+
+/// The first differing weight, as a readable message.
+fn weight_diff(a: &[Matrix], b: &[Matrix], what: (&str, &str)) -> Option<String> {
+    for (l, (ma, mb)) in a.iter().zip(b).enumerate() {
+        for (r, (ra, rb)) in ma.iter().zip(mb).enumerate() {
+            for (c, (va, vb)) in ra.iter().zip(rb).enumerate() {
+                if va != vb {
+                    return Some(format!(
+                        "layer{} W[{r}][{c}]: {} {va} != {} {vb}",
+                        l + 1,
+                        what.0,
+                        what.1
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strategies.
+
+fn activation() -> impl Strategy<Value = Activation> {
+    prop_oneof![
+        Just(Activation::Relu),
+        (1u8..=4).prop_map(|shift| Activation::LeakyRelu { shift }),
+        Just(Activation::Identity),
+    ]
+}
+
+fn net() -> impl Strategy<Value = Net> {
+    (
+        3u32..=40,
+        prop::collection::vec(
+            (
+                2u32..=40,
+                activation(),
+                prop::option::weighted(0.25, 2u8..=8),
+            ),
+            1..=3,
+        ),
+        2u32..=6,
+        prop_oneof![Just(Readout::OutputLayer), Just(Readout::NearestTarget)],
+        prop_oneof![Just(Rounding::Nearest), Just(Rounding::Stochastic)],
+        0u8..=8,
+        prop::option::weighted(0.25, 0u8..=8),
+        1u32..=3,
+        any::<bool>(),
+        any::<u64>(),
+        bit_widths(),
+        prop::option::weighted(0.35, any::<u64>()),
+    )
+        .prop_map(
+            |(
+                input,
+                hidden,
+                classes,
+                readout,
+                rounding,
+                lr_shift,
+                readout_lr_shift,
+                target_refresh,
+                bias,
+                seed,
+                bits,
+                full_range,
+            )| Net {
+                input,
+                hidden,
+                classes,
+                readout,
+                rounding,
+                lr_shift,
+                readout_lr_shift,
+                target_refresh,
+                bias,
+                seed,
+                bits,
+                full_range,
+            },
+        )
+}
+
+/// Datapath widths: the default chip half of the time, else narrower or wider weights and
+/// activations and narrower probabilities. The accumulator is always wide enough that no
+/// partial sum of a generated network can saturate (see `check_against_model`).
+fn bit_widths() -> impl Strategy<Value = BitWidths> {
+    prop_oneof![
+        Just(BitWidths::default()),
+        (4u8..=12, 4u8..=12, 8u8..=16).prop_map(|(weight, activation, probability)| BitWidths {
+            weight,
+            activation,
+            accumulator: (weight + activation + 6).min(32),
+            probability,
+            ..BitWidths::default()
+        }),
+    ]
+}
+
+/// One encoded input value in the input port's format `s{a}.{a-1}`: drawn in Q0.15 and shifted
+/// down to `a` bits. Many zeros, mostly positive, some full scale.
+fn input_value(activation_bits: u8) -> impl Strategy<Value = i32> + Clone {
+    prop_oneof![
+        4 => Just(0),
+        5 => 1i32..=32767,
+        1 => -32768i32..=-1,
+        1 => Just(32767),
+        1 => Just(-32768),
+    ]
+    .prop_map(move |v| v >> (16 - activation_bits))
+}
+
+/// A crossbar side that often forces tiling.
+fn side(max: u32) -> impl Strategy<Value = u32> {
+    prop_oneof![4u32..=12, 4u32..=max]
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    net: Net,
+    rows: u32,
+    cols: u32,
+    /// Training samples: (encoded input, label).
+    train: Vec<(Vec<i32>, usize)>,
+    /// Inference inputs after training.
+    probes: Vec<Vec<i32>>,
+}
+
+fn case(
+    rows: impl Strategy<Value = u32>,
+    cols: impl Strategy<Value = u32>,
+) -> impl Strategy<Value = Case> {
+    (net(), rows, cols, 3usize..=8, 1usize..=4).prop_flat_map(|(net, rows, cols, n, probes)| {
+        let x = prop::collection::vec(input_value(net.bits.activation), net.input as usize);
+        let label = 0..net.classes as usize;
+        (
+            Just(net),
+            Just(rows),
+            Just(cols),
+            prop::collection::vec((x.clone(), label), n),
+            prop::collection::vec(x, probes),
+        )
+            .prop_map(|(net, rows, cols, train, probes)| Case {
+                net,
+                rows,
+                cols,
+                train,
+                probes,
+            })
+    })
+}
+
+/// `cases` cases, or `FUNCTIONAL_CASES` of them when that is set (for a longer soak run).
+fn config(cases: u32) -> Config {
+    let cases = std::env::var("FUNCTIONAL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    Config {
+        // No regression files: this test owns only its source files.
+        failure_persistence: None,
+        ..Config::with_cases(cases)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The properties.
+
+/// Trains the emulator and the model side by side and compares everything observable.
+fn check_against_model(program: Program, c: &Case) -> Result<(), TestCaseError> {
+    let mut model = Model::from_program(&program);
+    let mut emu = Emu::new(program);
+    for (i, (x, label)) in c.train.iter().enumerate() {
+        let pass = model.train_sample(x, *label);
+        let res = emu.train_sample(x, *label);
+        prop_assert_eq!(
+            &res.output,
+            &pass.output,
+            "sample {}: output port (emulator left, model right)",
+            i
+        );
+        prop_assert_eq!(res.prediction, Some(pass.prediction), "sample {}", i);
+        if let Some(d) = weight_diff(
+            &emu.weights(),
+            &model_weights(&model),
+            ("emulator", "model"),
+        ) {
+            return Err(TestCaseError::fail(format!(
+                "after training sample {i} (label {label}): {d}"
+            )));
+        }
+    }
+    model.refresh_targets();
+    emu.refresh_targets();
+    for (i, x) in c.probes.iter().enumerate() {
+        let pass = model.forward(x);
+        let res = emu.infer(x);
+        prop_assert_eq!(&res.output, &pass.output, "probe {}", i);
+        prop_assert_eq!(res.prediction, Some(pass.prediction), "probe {}", i);
+    }
+    // The model saturates each whole-layer sum once; the chip saturates partial sums too. They
+    // agree as long as no partial sum saturates, which `bit_widths` guarantees (41 rows x
+    // 2^(w-1) x 2^(a-1) < 2^(w+a+4)).
+    prop_assert_eq!(emu.m.counters.saturations.accumulator, 0);
+    Ok(())
+}
+
+fn model_weights(m: &Model) -> Vec<Matrix> {
+    m.layers.iter().map(|l| l.w.clone()).collect()
+}
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// Bit-exact agreement of the emulator with the functional model on random networks,
+    /// crossbar sizes (tiling by rows and columns), inputs and labels.
+    #[test]
+    fn emulator_equals_functional_model(c in case(side(48), side(48))) {
+        let program = program_for(&c.net, c.rows, c.cols);
+        check_against_model(program, &c)?;
+    }
+
+    /// The same network and seed, tiled over small crossbars and held whole on a big one,
+    /// trains to identical weights and gives identical outputs (cycle counts may differ).
+    #[test]
+    fn tiled_layer_equals_whole_layer(c in case(2u32..=10, 2u32..=10)) {
+        let tiled = program_for(&c.net, c.rows, c.cols);
+        let whole = program_for(&c.net, WHOLE, WHOLE);
+        prop_assume!(tiled.layers.iter().any(|l| l.row_tiles * l.col_tiles > 1));
+        prop_assert!(whole.layers.iter().all(|l| l.row_tiles == 1 && l.col_tiles == 1));
+        prop_assert_eq!(fm::assemble_weights(&tiled), fm::assemble_weights(&whole));
+        let (mut a, mut b) = (Emu::new(tiled), Emu::new(whole));
+        for (i, (x, label)) in c.train.iter().enumerate() {
+            let (ra, rb) = (a.train_sample(x, *label), b.train_sample(x, *label));
+            prop_assert_eq!(&ra.output, &rb.output, "sample {} (tiled left, whole right)", i);
+            prop_assert_eq!(ra.prediction, rb.prediction, "sample {}", i);
+        }
+        if let Some(d) = weight_diff(&a.weights(), &b.weights(), ("tiled", "whole")) {
+            return Err(TestCaseError::fail(format!("after training: {d}")));
+        }
+        a.refresh_targets();
+        b.refresh_targets();
+        for (i, x) in c.probes.iter().enumerate() {
+            let (ra, rb) = (a.infer(x), b.infer(x));
+            prop_assert_eq!(&ra.output, &rb.output, "probe {}", i);
+            prop_assert_eq!(ra.prediction, rb.prediction, "probe {}", i);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    /// Every (row, col) of every layer is held by exactly one core, with the weight the
+    /// whole-layer compile of the same seed has there; layer 1's reducers hold the projection.
+    #[test]
+    fn tiling_places_every_weight_exactly_once(net in net(), rows in 2u32..=48, cols in 2u32..=48) {
+        let tiled = compile_for(&net, rows, cols);
+        let whole = compile_for(&net, WHOLE, WHOLE);
+        for (l, m) in fm::coverage(&tiled).iter().enumerate() {
+            for (r, row) in m.iter().enumerate() {
+                for (c, &n) in row.iter().enumerate() {
+                    prop_assert_eq!(n, 1, "layer{} ({}, {}) is held {} times", l + 1, r, c, n);
+                }
+            }
+        }
+        let w = fm::assemble_weights(&whole);
+        for core in &tiled.cores {
+            let t = &core.tile;
+            let layer = tiled.layer(core.layer);
+            prop_assert!(t.rows <= rows && t.cols <= cols, "{} exceeds the crossbar", core.id);
+            prop_assert_eq!(core.weights.format, layer.weight_format);
+            for r in 0..t.rows {
+                for c in 0..t.cols {
+                    prop_assert_eq!(
+                        core.weights.get(r, c),
+                        w[core.layer.index() - 1][(t.row_start + r) as usize][(t.col_start + c) as usize],
+                        "{} tile ({}, {})", core.id, r, c
+                    );
+                }
+            }
+        }
+        prop_assert_eq!(fm::assemble_projection(&tiled), fm::assemble_projection(&whole));
+        prop_assert_eq!(&tiled.layers, &{
+            // Same layers but for the tile counts.
+            let mut l = whole.layers.clone();
+            for (a, b) in l.iter_mut().zip(&tiled.layers) {
+                a.row_tiles = b.row_tiles;
+                a.col_tiles = b.col_tiles;
+            }
+            l
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model's own softmax, checked from first principles (not against the emulator).
+
+#[test]
+fn model_softmax_of_equal_scores_is_uniform_minus_the_label() {
+    let prob = QFormat::new(16, 15);
+    assert_eq!(
+        fm::softmax_err(&[5, 5, 5, 5], 0, 2, prob),
+        vec![8192, 8192, 8192 - 32768, 8192]
+    );
+    // Frac bits at and above the five table-index bits take the other branch of the index.
+    assert_eq!(
+        fm::softmax_err(&[-7, -7], 10, 0, prob),
+        vec![16384 - 32768, 16384]
+    );
+}
+
+#[test]
+fn model_softmax_tracks_the_float_softmax() {
+    let prob = QFormat::new(16, 15);
+    for frac in [4, 9, 10] {
+        let scale = (1i64 << frac) as f64;
+        let scores = [0i64, 300, -200, 1000, 512].map(|s| s * (1 << frac) / 512);
+        let err = fm::softmax_err(&scores, frac, 1, prob);
+        let z: Vec<f64> = scores.iter().map(|&s| (s as f64 / scale).exp()).collect();
+        let total: f64 = z.iter().sum();
+        for k in 0..scores.len() {
+            let p = prob.to_f64(err[k]) + (k == 1) as u8 as f64;
+            assert!(
+                (p - z[k] / total).abs() < 0.03,
+                "frac {frac} class {k}: {p} vs {}",
+                z[k] / total
+            );
+        }
+    }
+}
