@@ -40,12 +40,14 @@ pub enum Buf {
     /// Per-class scores (partial or reduced dot products, or logits).
     Score,
     /// Partial scores received from another column tile of the same layer.
+    #[serde(rename = "scorein")]
     ScoreIn,
     /// Per-class error of the local loss: softmax minus one-hot label.
     Err,
     /// Per-neuron error of the data stream.
     Delta,
     /// Per-neuron error of the target stream for one class.
+    #[serde(rename = "deltat")]
     DeltaT,
     /// The sample's label.
     Label,
