@@ -209,3 +209,103 @@ fn a_network_that_does_not_fit_says_where_and_what_to_change() {
         "{e}"
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+    use sigchip::compiler::{self, LayerDesc, LearningDesc, LossKind, NetworkDesc};
+    use sigchip::isa::{
+        Activation, ChipDescription, Instr, Program, ProjectionMode, Readout, Rounding, TargetMode,
+    };
+
+    fn network() -> impl Strategy<Value = NetworkDesc> {
+        (
+            1u32..100,
+            prop::collection::vec((1u32..80, 0usize..3), 1..4),
+            2u32..12,
+            any::<bool>(),
+            any::<bool>(),
+            1u32..4,
+            any::<u64>(),
+        )
+            .prop_map(
+                |(input, layers, classes, nearest, learned, refresh, seed)| NetworkDesc {
+                    name: "random".into(),
+                    input,
+                    classes,
+                    layers: layers
+                        .into_iter()
+                        .map(|(width, a)| LayerDesc {
+                            width,
+                            activation: [
+                                Activation::Relu,
+                                Activation::LeakyRelu { shift: 3 },
+                                Activation::Identity,
+                            ][a],
+                            lr_shift: None,
+                        })
+                        .collect(),
+                    projection: if learned {
+                        ProjectionMode::Learned
+                    } else {
+                        ProjectionMode::FixedRandom
+                    },
+                    loss: LossKind::LabelDirect,
+                    targets: if learned {
+                        TargetMode::Learned
+                    } else {
+                        TargetMode::Constant
+                    },
+                    target_refresh: refresh,
+                    readout: if nearest {
+                        Readout::NearestTarget
+                    } else {
+                        Readout::OutputLayer
+                    },
+                    learning: LearningDesc {
+                        lr_shift: 5,
+                        readout_lr_shift: None,
+                        rounding: Rounding::Stochastic,
+                    },
+                    bias: true,
+                    seed,
+                },
+            )
+    }
+
+    fn chip(rows: u32, cols: u32) -> ChipDescription {
+        let mut chip = ChipDescription::default();
+        chip.grid.width = 32;
+        chip.grid.height = 32;
+        chip.crossbar.rows = rows;
+        chip.crossbar.cols = cols;
+        chip.memory.instruction_words = 1 << 16;
+        chip.memory.data_sram_bits = 1 << 24;
+        chip.memory.route_table_entries = 1 << 12;
+        chip
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// decode(encode(program)) == program, for the RON text and for every instruction word;
+        /// and every compiled program is forward-only.
+        #[test]
+        fn compiled_programs_round_trip_and_are_forward_only(net in network(), rows in 4u32..64, cols in 4u32..64) {
+            let compiled = compiler::compile(net, "random", &chip(rows, cols)).unwrap();
+            let p = &compiled.program;
+            prop_assert_eq!(p.route_counts().backward, 0);
+            prop_assert!(sigchip::isa::verify(p).is_ok());
+            let back = Program::from_ron(&p.to_ron(), "round trip").unwrap();
+            prop_assert_eq!(&back, p);
+            for core in &p.cores {
+                for (_, stream) in core.streams.phases() {
+                    for instr in stream {
+                        prop_assert_eq!(Instr::decode(instr.encode().into_inner()[0]).unwrap(), *instr);
+                        let backward_only = matches!(instr, Instr::MvmT { .. } | Instr::LdRem { .. });
+                        prop_assert!(!backward_only, "{} emits {}", core.id, instr);
+                    }
+                }
+            }
+        }
+    }
+}
