@@ -58,44 +58,77 @@ pub fn weight_format(bits: u8, bound: f64) -> QFormat {
     QFormat::new(bits, frac.clamp(-8.0, 30.0) as i8)
 }
 
+/// The initial weights of one layer, in floating point, before quantization.
+#[derive(Clone, Debug)]
+pub struct FloatLayer {
+    pub inputs: u32,
+    pub width: u32,
+    pub bias: bool,
+    /// Bound of the uniform initialization, `1/sqrt(inputs)`.
+    pub bound: f64,
+    /// `(inputs + bias) x width`, row-major; the bias is the last row.
+    pub weights: Vec<f64>,
+    /// Layer 1 only: the target projection, `(classes + 1) x width`, last row its bias.
+    pub projection: Option<Vec<f64>>,
+}
+
+/// The network's initial weights in floating point, drawn from its seed. The chip's weights
+/// are these, quantized; software references start from the same values.
+pub fn initial_weights(net: &ValidNetwork) -> Vec<FloatLayer> {
+    let desc = net.desc();
+    let mut rng = SplitMix64::new(desc.seed ^ 0x51C0_1417);
+    let mut layers = Vec::new();
+    for (i, (node, inputs)) in net.layers().zip(net.layer_inputs()).enumerate() {
+        let width = node.width();
+        // PyTorch's default initialization for a linear layer: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        let bound = 1.0 / (inputs as f64).sqrt();
+        let rows = inputs + desc.bias as u32;
+        let weights = (0..rows as usize * width as usize)
+            .map(|_| rng.uniform(bound))
+            .collect();
+        let projection = (i == 0).then(|| {
+            (0..(desc.classes + 1) as usize * width as usize)
+                .map(|_| rng.uniform(1.0))
+                .collect()
+        });
+        layers.push(FloatLayer {
+            inputs,
+            width,
+            bias: desc.bias,
+            bound,
+            weights,
+            projection,
+        });
+    }
+    layers
+}
+
 /// The `quantize` pass.
 pub fn quantize(net: &ValidNetwork, chip: &ChipDescription) -> Quantized {
-    let desc = net.desc();
     let a = chip.bits.activation;
     let input_format = QFormat::new(a, a as i8 - 1);
-    let mut rng = SplitMix64::new(desc.seed ^ 0x51C0_1417);
     let mut layers = Vec::new();
     let mut errors = Vec::new();
     let mut in_format = input_format;
-    for (i, (node, inputs)) in net.layers().zip(net.layer_inputs()).enumerate() {
-        let width = node.width();
+    for (i, (node, float)) in net.layers().zip(initial_weights(net)).enumerate() {
         let out_format = match node {
             Node::Output { .. } => QFormat::new(a, a as i8 - 4),
             _ => QFormat::new(a, a as i8 - 3),
         };
-        // PyTorch's default initialization for a linear layer: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-        let bound = 1.0 / (inputs as f64).sqrt();
-        let wf = weight_format(chip.bits.weight, bound);
-        let rows = inputs + desc.bias as u32;
-        let float: Vec<f64> = (0..rows as usize * width as usize)
-            .map(|_| rng.uniform(bound))
-            .collect();
+        let wf = weight_format(chip.bits.weight, float.bound);
         let name = format!("layer{}", i + 1);
-        let (weights, err) = convert(&name, wf, &float);
+        let (weights, err) = convert(&name, wf, &float.weights);
         errors.push(err);
-        let projection = (i == 0).then(|| {
+        let projection = float.projection.as_ref().map(|p| {
             let pf = QFormat::new(chip.bits.weight, chip.bits.weight as i8 - 2);
-            let float: Vec<f64> = (0..(desc.classes + 1) as usize * width as usize)
-                .map(|_| rng.uniform(1.0))
-                .collect();
-            let (values, err) = convert(&format!("{name} projection"), pf, &float);
+            let (values, err) = convert(&format!("{name} projection"), pf, p);
             errors.push(err);
             (pf, values)
         });
         layers.push(QuantLayer {
-            inputs,
-            width,
-            bias: desc.bias,
+            inputs: float.inputs,
+            width: float.width,
+            bias: float.bias,
             weight_format: wf,
             in_format,
             out_format,
