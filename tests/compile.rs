@@ -309,3 +309,53 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn backprop_is_refused_with_what_it_would_need() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/fashion_mlp.ron"
+    ))
+    .unwrap();
+    let desc = compiler::parse(&text, "fashion").unwrap();
+    let err = compiler::compile_algorithm(
+        desc,
+        "fashion",
+        &ChipDescription::default(),
+        compiler::Algorithm::Backprop,
+    )
+    .unwrap_err();
+    let CompileError::NotForwardOnly(n) = &err else {
+        panic!("{err}")
+    };
+    // Layer 2 is 3 row tiles over layer 1's 2 column tiles: rows 0..171 meet one, 171..342 both,
+    // 342..512 one (4 routes); the output layer's 2 row tiles each meet layer 2's one column (2).
+    // Every core of layers 2 and 3 (3 + 2) reads its crossbar transposed.
+    assert_eq!(
+        (n.backward_routes, n.transposed_reads, n.cross_layer_reads),
+        (6, 5, 0)
+    );
+    let text = err.to_string();
+    assert!(text.starts_with("backprop cannot be lowered to this forward-only chip: it needs 6 backward routes and 5 transposed crossbar reads"), "{text}");
+    assert!(
+        text.contains("backward route: route") && text.contains("transposed crossbar read: core"),
+        "{text}"
+    );
+    // Sigprop itself compiles.
+    let desc = compiler::parse(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/fashion_mlp.ron"
+        ))
+        .unwrap(),
+        "f",
+    )
+    .unwrap();
+    assert!(compiler::compile_algorithm(
+        desc,
+        "f",
+        &ChipDescription::default(),
+        compiler::Algorithm::Sigprop
+    )
+    .is_ok());
+}

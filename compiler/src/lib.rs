@@ -14,8 +14,12 @@
 //! 8. emit and [`sigchip_isa::verify`]: assemble the [`Program`] and prove it forward-only and
 //!    within capacity ([`FitError`] names the layer, resource and what to change).
 //!
+//! [`compile_algorithm`] lowers backpropagation onto the same chip to show, through the verifier,
+//! why it cannot run there: the error counts its backward routes and transposed reads.
+//!
 //! The compiler does not depend on the emulator; they meet in `sigchip-isa`.
 
+pub mod baseline;
 pub mod network;
 pub mod place;
 pub mod quantize;
@@ -25,6 +29,7 @@ pub mod summary;
 pub mod tile;
 pub mod validate;
 
+pub use baseline::{compile_algorithm, Algorithm, NotForwardOnly};
 pub use network::{parse, LayerDesc, LearningDesc, LossKind, NetworkDesc, ParseError};
 pub use place::PlaceError;
 pub use summary::Summary;
@@ -66,6 +71,8 @@ pub enum CompileError {
     Place(#[from] PlaceError),
     #[error(transparent)]
     Fit(#[from] FitError),
+    #[error(transparent)]
+    NotForwardOnly(#[from] NotForwardOnly),
     /// The emitted program broke an invariant: a compiler bug, reported in full.
     #[error("internal compiler error: {0}")]
     Verify(#[from] VerifyError),
