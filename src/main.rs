@@ -7,6 +7,7 @@ use sigchip::compiler;
 use sigchip::emulator::data::{self, DataSource};
 use sigchip::emulator::{self as emu, Report};
 use sigchip::isa::{disasm::disassemble, ChipDescription, Program};
+use sigchip::reference::{self, Algorithm, F32Options};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -31,13 +32,28 @@ enum Command {
         /// Where to write the program (RON).
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// The learning algorithm to lower. Only `sigprop` runs on the forward-only chip;
+        /// `backprop` is refused with what it would need (backward routes, transposed reads).
+        #[arg(long, value_enum, default_value_t = Algorithm::Sigprop)]
+        algorithm: Algorithm,
     },
     /// Print the disassembly of a program.
     Disasm { program: PathBuf },
-    /// Train a network (compiled first) or a program on the chip, then evaluate it.
+    /// Train a network (compiled first) or a program on the chip, then evaluate it; or train a
+    /// network in f32 software (`--backend f32`, `--algorithm backprop`) as a reference.
     Train {
-        /// A network description or a compiled program (RON).
+        /// A network description or a compiled program (RON); the f32 backend needs a
+        /// network description.
         input: PathBuf,
+        /// `chip`: the emulated chip, bit and cycle exact. `f32`: the same network in 32-bit
+        /// float software with no hardware model. Default: `chip`, or `f32` with
+        /// `--algorithm backprop`.
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
+        /// `sigprop` (forward passes, local losses) or `backprop` (plain backpropagation of
+        /// the output's cross-entropy, f32 backend only: the accuracy baseline).
+        #[arg(long, value_enum, default_value_t = Algorithm::Sigprop)]
+        algorithm: Algorithm,
         #[arg(long)]
         chip: Option<PathBuf>,
         /// `digits`, `fashion-mnist[:DIR]` or `idx:DIR`.
@@ -78,6 +94,15 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+}
+
+/// Where `train` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// The emulated chip, in fixed point.
+    Chip,
+    /// Software in 32-bit float, no hardware model.
+    F32,
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -125,6 +150,38 @@ fn load_program(path: &Path, chip: Option<&Path>, quiet: bool) -> Result<Program
         eprintln!("{}", compiled.summary);
     }
     Ok(compiled.program)
+}
+
+/// A network description for the f32 backend, parsed and validated; programs are refused.
+fn load_network(path: &Path) -> Result<compiler::ValidNetwork> {
+    let text = read(path)?;
+    let origin = path.display().to_string();
+    if is_program(&text) {
+        bail!(
+            "{origin} is a compiled chip program, but the f32 backend trains a network description \
+             (the .ron file you compile) from its initial weights, with no chip; pass the network \
+             description, or use --backend chip to train the program"
+        );
+    }
+    Ok(compiler::validate(
+        compiler::parse(&text, &origin)?,
+        &origin,
+    )?)
+}
+
+/// The backend a `train` command runs on: `--algorithm backprop` implies (and needs) `f32`.
+fn resolve_backend(backend: Option<Backend>, algorithm: Algorithm) -> Result<Backend> {
+    match (backend, algorithm) {
+        (Some(Backend::Chip), Algorithm::Backprop) => bail!(
+            "backpropagation cannot run on the chip: it needs a backward pass (errors routed from \
+             each layer back to the one before, through transposed weights) and the chip is \
+             forward-only; use --backend f32 (or leave --backend out) to train it in software, \
+             and `sigchip compile NET --algorithm backprop` to see what it would need from the chip"
+        ),
+        (Some(b), _) => Ok(b),
+        (None, Algorithm::Backprop) => Ok(Backend::F32),
+        (None, Algorithm::Sigprop) => Ok(Backend::Chip),
+    }
 }
 
 fn load_data(
@@ -176,9 +233,22 @@ fn main() {
 
 fn real_main() -> Result<()> {
     match Cli::parse().command {
-        Command::Compile { net, chip, output } => {
+        Command::Compile {
+            net,
+            chip,
+            output,
+            algorithm,
+        } => {
             let chip = load_chip(chip.as_deref())?;
-            let compiled = compiler::compile_str(&read(&net)?, &net.display().to_string(), &chip)?;
+            let origin = net.display().to_string();
+            let desc = compiler::parse(&read(&net)?, &origin)?;
+            let compiled = match compiler::compile_algorithm(desc, &origin, &chip, algorithm.into())
+            {
+                Err(e @ compiler::CompileError::NotForwardOnly(_)) => bail!(
+                    "{e}\n  to train it in software instead: sigchip train {origin} --algorithm backprop (f32 backend)"
+                ),
+                r => r?,
+            };
             println!("{}", compiled.summary);
             if let Some(o) = output {
                 write(&o, &compiled.program.to_ron())?;
@@ -191,6 +261,8 @@ fn real_main() -> Result<()> {
         }
         Command::Train {
             input,
+            backend,
+            algorithm,
             chip,
             data,
             epochs,
@@ -201,6 +273,34 @@ fn real_main() -> Result<()> {
             output,
             quiet,
         } => {
+            if resolve_backend(backend, algorithm)? == Backend::F32 {
+                if output.is_some() {
+                    bail!(
+                        "-o/--output writes a trained chip program, and the f32 backend trains no \
+                         program; use --report FILE.json to keep its results"
+                    );
+                }
+                if chip.is_some() {
+                    bail!("--chip describes the chip, and the f32 backend has no hardware model; leave it out or use --backend chip");
+                }
+                let net = load_network(&input)?;
+                let data = load_data(&data, train_limit, test_limit)?;
+                let bar = progress_bar(quiet);
+                let mut progress = |done: u64, total: u64, what: &str| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                    bar.set_message(what.to_string());
+                };
+                let opts = F32Options { epochs, seed };
+                let rep = reference::train_f32(&net, &data, algorithm, &opts, &mut progress)?;
+                bar.finish_and_clear();
+                println!("{rep}");
+                if let Some(p) = report {
+                    write(&p, &rep.to_json())?;
+                    eprintln!("report written to {}", p.display());
+                }
+                return Ok(());
+            }
             let program = load_program(&input, chip.as_deref(), quiet)?;
             let data = load_data(&data, train_limit, test_limit)?;
             let bar = progress_bar(quiet);

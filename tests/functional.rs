@@ -15,6 +15,7 @@ use sigchip::compiler::{compile, LayerDesc, LearningDesc, LossKind, NetworkDesc}
 use sigchip::emulator::{Machine, Phase, RunResult};
 use sigchip::isa::chip::{BitWidths, Crossbar, Grid};
 use sigchip::isa::rng::mix64;
+use sigchip::isa::Pre;
 use sigchip::isa::{
     Activation, ChipDescription, Program, ProjectionMode, QFormat, Readout, Rounding, TargetMode,
 };
@@ -30,6 +31,8 @@ struct Net {
     hidden: Vec<(u32, Activation, Option<u8>)>,
     classes: u32,
     readout: Readout,
+    /// The hidden layers' local loss.
+    loss: LossKind,
     rounding: Rounding,
     lr_shift: u8,
     readout_lr_shift: Option<u8>,
@@ -60,7 +63,7 @@ impl Net {
                 })
                 .collect(),
             projection: ProjectionMode::FixedRandom,
-            loss: LossKind::LabelDirect,
+            loss: self.loss,
             targets: TargetMode::Constant,
             target_refresh: self.target_refresh,
             readout: self.readout,
@@ -251,7 +254,15 @@ fn net() -> impl Strategy<Value = Net> {
         ),
         2u32..=6,
         prop_oneof![Just(Readout::OutputLayer), Just(Readout::NearestTarget)],
-        prop_oneof![Just(Rounding::Nearest), Just(Rounding::Stochastic)],
+        (
+            prop_oneof![Just(Rounding::Nearest), Just(Rounding::Stochastic)],
+            prop_oneof![
+                2 => Just(LossKind::LabelDirect),
+                1 => Just(LossKind::L2),
+                1 => Just(LossKind::Hebbian { pre: Pre::Target }),
+                1 => Just(LossKind::Hebbian { pre: Pre::Data }),
+            ],
+        ),
         0u8..=8,
         prop::option::weighted(0.25, 0u8..=8),
         1u32..=3,
@@ -266,7 +277,7 @@ fn net() -> impl Strategy<Value = Net> {
                 hidden,
                 classes,
                 readout,
-                rounding,
+                (rounding, loss),
                 lr_shift,
                 readout_lr_shift,
                 target_refresh,
@@ -279,6 +290,7 @@ fn net() -> impl Strategy<Value = Net> {
                 hidden,
                 classes,
                 readout,
+                loss,
                 rounding,
                 lr_shift,
                 readout_lr_shift,

@@ -109,7 +109,18 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
         .collect();
     let placement = place::place(&tilings, chip)?;
     let inputs: Vec<u32> = quant.layers.iter().map(|l| l.inputs).collect();
+    let hidden = desc.layers.len();
+    let losses: Vec<LocalLoss> = (0..quant.layers.len())
+        .map(|l| {
+            if l < hidden {
+                desc.loss.local_loss()
+            } else {
+                LocalLoss::CrossEntropy
+            }
+        })
+        .collect();
     let route_inputs = route::RouteInputs {
+        losses: &losses,
         tilings: &tilings,
         placement: &placement,
         inputs: &inputs,
@@ -120,6 +131,7 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
     let routes = route::route(&route_inputs);
     let keeps_targets_until = route_inputs.keeps_targets_until();
     let streams = schedule::schedule(&schedule::ScheduleInputs {
+        losses: &losses,
         placement: &placement,
         routes: &routes,
         classes: desc.classes,
@@ -129,7 +141,6 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
     });
 
     // Emit.
-    let hidden = desc.layers.len();
     let mut layers = Vec::new();
     let mut cores = Vec::new();
     for (l, q) in quant.layers.iter().enumerate() {
@@ -161,11 +172,7 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
             weight_format: q.weight_format,
             in_format: q.in_format,
             out_format: q.out_format,
-            loss: if is_output {
-                LocalLoss::CrossEntropy
-            } else {
-                LocalLoss::LabelDirect
-            },
+            loss: losses[l],
             lr_shift,
             rounding: desc.learning.rounding,
             projection: q.projection.as_ref().map(|(format, _)| ProjectionInfo {

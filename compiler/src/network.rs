@@ -52,13 +52,30 @@ pub struct LayerDesc {
     pub lr_shift: Option<u8>,
 }
 
-/// The local loss of the hidden layers. More kinds come with later versions of the format.
+/// The local loss of the hidden layers (sigprop.md section 3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LossKind {
     /// Cross-entropy of the softmax over the dot products with the C class targets (sigprop `v1`).
     #[default]
     LabelDirect,
+    /// `1/2 |h - t_label|^2` per neuron; collapses in float when both streams learn.
+    L2,
+    /// `dW = lr (t - h) pre^T`: `pre: target` as the sigprop authors write it (the target
+    /// stream's input; layer 1, whose target does not pass through its weights, uses its data
+    /// input), `pre: data` for the delta rule.
+    Hebbian { pre: sigchip_isa::Pre },
+}
+
+impl LossKind {
+    /// The loss the learning unit of a hidden layer computes.
+    pub fn local_loss(self) -> sigchip_isa::LocalLoss {
+        match self {
+            LossKind::LabelDirect => sigchip_isa::LocalLoss::LabelDirect,
+            LossKind::L2 => sigchip_isa::LocalLoss::L2,
+            LossKind::Hebbian { pre } => sigchip_isa::LocalLoss::Hebbian { pre },
+        }
+    }
 }
 
 /// Learning hyper-parameters shared by all layers.

@@ -6,7 +6,7 @@
 
 use crate::place::Placement;
 use crate::tile::LayerTiling;
-use sigchip_isa::{Buf, CoreId, Endpoint, Readout, Route, RouteId, TargetMode};
+use sigchip_isa::{Buf, CoreId, Endpoint, LocalLoss, Readout, Route, RouteId, TargetMode};
 use std::collections::HashMap;
 
 /// What a route is for.
@@ -96,6 +96,8 @@ impl RouteTable {
 
 /// Facts about the network the routes depend on.
 pub struct RouteInputs<'a> {
+    /// Local loss of each layer.
+    pub losses: &'a [LocalLoss],
     pub tilings: &'a [LayerTiling],
     pub placement: &'a Placement,
     /// Input width of each layer (without bias).
@@ -159,16 +161,24 @@ pub fn route(x: &RouteInputs) -> RouteTable {
             }
         }
         let leader = cores[0][0];
-        t.add(
-            Purpose::Label { dst: leader },
-            Endpoint::Input,
-            Buf::Label,
-            0,
-            1,
-            core(leader),
-            Buf::Label,
-            0,
-        );
+        // The label goes to the core that runs the softmax, or to every core for the per-neuron
+        // losses (each compares its neurons with the label's target).
+        for row in cores {
+            for &c in row {
+                if c == leader || x.losses[l].label_on_every_core() {
+                    t.add(
+                        Purpose::Label { dst: c },
+                        Endpoint::Input,
+                        Buf::Label,
+                        0,
+                        1,
+                        core(c),
+                        Buf::Label,
+                        0,
+                    );
+                }
+            }
+        }
         for (ct, &(c0, cn)) in tiling.col_ranges.iter().enumerate() {
             let reducer = cores[0][ct];
             for row in cores.iter().skip(1) {

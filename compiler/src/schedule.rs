@@ -7,10 +7,15 @@
 
 use crate::place::Placement;
 use crate::route::{Purpose, RouteTable};
-use sigchip_isa::{Buf, Class, CoreId, Endpoint, Instr, Readout, ScoreMode, Streams, TargetMode};
+use sigchip_isa::{
+    Buf, Class, CoreId, DeltaMode, Endpoint, Instr, LocalLoss, Pre, Readout, ScoreMode, Streams,
+    TargetMode,
+};
 
 /// What the schedule needs to know.
 pub struct ScheduleInputs<'a> {
+    /// Local loss of each layer.
+    pub losses: &'a [LocalLoss],
     pub placement: &'a Placement,
     pub routes: &'a RouteTable,
     pub classes: u32,
@@ -145,11 +150,40 @@ fn learn(x: &ScheduleInputs, at: At) -> Vec<Instr> {
     let learned = keeps && x.targets == TargetMode::Learned;
     let classes = x.classes as u8;
     let peers: Vec<CoreId> = x.layer(at.l).iter().skip(1).map(|row| row[at.ct]).collect();
+    let loss = x.losses[at.l];
+    if loss.label_on_every_core() {
+        // Per-neuron losses: every core compares its neurons with the label's target; no scores,
+        // no softmax, no exchange but the reducer's errors to its row tiles.
+        let (mode, pre) = match loss {
+            // Layer 1's target stream does not pass through its weights: it learns from its data.
+            LocalLoss::Hebbian { pre } if at.l > 0 => (DeltaMode::Hebbian, pre),
+            LocalLoss::Hebbian { .. } => (DeltaMode::Hebbian, Pre::Data),
+            _ => (DeltaMode::L2, Pre::Data),
+        };
+        s.push(Instr::Recv {
+            route: x.route(Purpose::Label { dst: at.me }),
+        });
+        if at.rt > 0 {
+            s.push(Instr::Recv {
+                route: x.route(Purpose::Delta { dst: at.me }),
+            });
+        } else {
+            s.push(Instr::Delta { mode });
+            for &p in &peers {
+                s.push(Instr::Send {
+                    route: x.route(Purpose::Delta { dst: p }),
+                });
+            }
+        }
+        s.push(Instr::Upd { pre });
+        s.push(Instr::Halt {});
+        return s;
+    }
     if at.rt > 0 {
         s.push(Instr::Recv {
             route: x.route(Purpose::Delta { dst: at.me }),
         });
-        s.push(Instr::Upd {});
+        s.push(Instr::Upd { pre: Pre::Data });
         if learned && at.l > 0 {
             for k in 0..classes {
                 s.push(Instr::Recv {
@@ -161,10 +195,10 @@ fn learn(x: &ScheduleInputs, at: At) -> Vec<Instr> {
         s.push(Instr::Halt {});
         return s;
     }
-    let mode = if keeps {
-        ScoreMode::Targets
+    let (mode, delta_mode) = if keeps {
+        (ScoreMode::Targets, DeltaMode::Targets)
     } else {
-        ScoreMode::Direct
+        (ScoreMode::Direct, DeltaMode::Direct)
     };
     // With a nearest-target readout the last layer's scores were reduced in the forward phase.
     let scores_done = x.is_last(at.l) && x.readout == Readout::NearestTarget;
@@ -187,13 +221,13 @@ fn learn(x: &ScheduleInputs, at: At) -> Vec<Instr> {
             route: x.route(Purpose::Err { dst: at.me }),
         });
     }
-    s.push(Instr::Delta { mode });
+    s.push(Instr::Delta { mode: delta_mode });
     for &p in &peers {
         s.push(Instr::Send {
             route: x.route(Purpose::Delta { dst: p }),
         });
     }
-    s.push(Instr::Upd {});
+    s.push(Instr::Upd { pre: Pre::Data });
     if learned {
         for k in 0..classes {
             s.push(Instr::DeltaT { class: Class(k) });
@@ -215,7 +249,7 @@ fn learn(x: &ScheduleInputs, at: At) -> Vec<Instr> {
 
 fn targets(x: &ScheduleInputs, at: At) -> Vec<Instr> {
     let mut s = Vec::new();
-    let learned = x.targets == TargetMode::Learned;
+    let learned = x.targets == TargetMode::Learned || x.losses[at.l].needs_target_inputs();
     let next_keeps = at.l + 1 < x.keeps_targets_until;
     for k in 0..x.classes as u8 {
         if at.l == 0 {

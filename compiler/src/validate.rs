@@ -140,6 +140,17 @@ pub fn validate(desc: NetworkDesc, origin: &str) -> Result<ValidNetwork, Validat
                 .into(),
         );
     }
+    if desc.targets == sigchip_isa::TargetMode::Learned && desc.loss != crate::LossKind::LabelDirect
+    {
+        bad(
+            "targets".into(),
+            format!(
+                "is `learned`, which the chip supports with `loss: label_direct` only; `{:?}` learns \
+                 with constant targets (`targets: constant`)",
+                desc.loss
+            ),
+        );
+    }
     let lr_ok = |s: u8| s <= 30;
     if !lr_ok(desc.learning.lr_shift) {
         bad(

@@ -276,6 +276,27 @@ pub fn delta_direct(
     }
 }
 
+/// Per-neuron mismatch with the label's target: `delta[j] = f'(out[j]) * (out[j] - tgt[j])`
+/// (`l2`), or without the derivative when `f` is `None` (`hebbian`).
+pub fn delta_mismatch(
+    out: &[i32],
+    tgt: &[i32],
+    f: Option<Activation>,
+    delta: &mut [i64],
+) -> Activity {
+    for ((d, &o), &t) in delta.iter_mut().zip(out).zip(tgt) {
+        let e = o as i64 - t as i64;
+        *d = match f {
+            Some(f) => derivative(f, o, e),
+            None => e,
+        };
+    }
+    Activity {
+        neurons: out.len() as u64,
+        ..Default::default()
+    }
+}
+
 /// Target-stream error of one class: `deltat[j] = f'(tgt[j]) * err_k * out[j]`.
 pub fn delta_target_stream(
     err_k: i32,

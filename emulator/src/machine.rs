@@ -11,11 +11,11 @@
 use crate::kernels::{self, Activity, UpdateKey};
 use crate::timing::{self, Cycles};
 use serde::Serialize;
-use sigchip_isa::instr::ScoreMode;
+use sigchip_isa::instr::{DeltaMode, Pre, ScoreMode};
 use sigchip_isa::memory::ERROR_BITS;
 use sigchip_isa::{
-    verify, Activation, Buf, CoreId, Endpoint, Instr, Program, QFormat, Rounding, RouteId,
-    TargetMode, VerifyError,
+    verify, Activation, Buf, CoreId, Endpoint, Instr, LocalLoss, Program, QFormat, Rounding,
+    RouteId, TargetMode, VerifyError,
 };
 use std::collections::VecDeque;
 
@@ -85,7 +85,8 @@ struct LayerRt {
     act_shift: i32,
     proj_shift: i32,
     score_frac: [i32; 2],
-    delta_frac: [i32; 2],
+    /// Fraction bits of `delta`, by the layer's loss.
+    delta_frac: i32,
     deltat_frac: i32,
     in_frac: i32,
     lr: i32,
@@ -175,7 +176,11 @@ impl Machine {
                     // The projection enters the accumulator at its fraction, wf + inf.
                     proj_shift: wf + inf - pjf,
                     score_frac: [2 * outf, outf],
-                    delta_frac: [pf + outf, pf],
+                    delta_frac: match l.loss {
+                        LocalLoss::LabelDirect => pf + outf,
+                        LocalLoss::CrossEntropy => pf,
+                        LocalLoss::L2 | LocalLoss::Hebbian { .. } => outf,
+                    },
                     deltat_frac: pf + outf,
                     in_frac: inf,
                     lr: l.lr_shift as i32,
@@ -218,7 +223,7 @@ impl Machine {
                     } else {
                         Vec::new()
                     },
-                    tgtin: if l.keeps_targets && learned {
+                    tgtin: if l.keeps_targets && (learned || l.loss.needs_target_inputs()) {
                         vec![0; classes * rows]
                     } else {
                         Vec::new()
@@ -492,20 +497,30 @@ impl Machine {
             }
             Instr::Delta { mode } => {
                 a = match mode {
-                    ScoreMode::Targets => kernels::delta_targets(
+                    DeltaMode::Targets => kernels::delta_targets(
                         &core.err,
                         &core.tgt,
                         &core.out,
                         layer.act,
                         &mut core.delta,
                     ),
-                    ScoreMode::Direct => kernels::delta_direct(
+                    DeltaMode::Direct => kernels::delta_direct(
                         &core.err,
                         core.col_start as usize,
                         &core.out,
                         layer.act,
                         &mut core.delta,
                     ),
+                    DeltaMode::L2 | DeltaMode::Hebbian => {
+                        let k = core.label;
+                        let f = (mode == DeltaMode::L2).then_some(layer.act);
+                        kernels::delta_mismatch(
+                            &core.out,
+                            &core.tgt[k * core.cols..(k + 1) * core.cols],
+                            f,
+                            &mut core.delta,
+                        )
+                    }
                 };
                 self.counters.saturations.error += saturate_errors(&mut core.delta);
             }
@@ -521,7 +536,7 @@ impl Machine {
                 );
                 self.counters.saturations.error += saturate_errors(&mut core.deltat);
             }
-            Instr::Upd {} | Instr::UpdT { .. } => {
+            Instr::Upd { .. } | Instr::UpdT { .. } => {
                 let (x, delta, frac, sub) = match instr {
                     Instr::UpdT { class } => {
                         let (k, rows) = (class.0 as usize, core.inb.len());
@@ -532,14 +547,16 @@ impl Machine {
                             1 + class.0 as u64,
                         )
                     }
-                    _ => {
-                        let mode = if self.program.layers[core.layer].keeps_targets {
-                            0
-                        } else {
-                            1
-                        };
-                        (&core.inb[..], &core.delta, layer.delta_frac[mode], 0)
+                    Instr::Upd { pre: Pre::Target } => {
+                        let (k, rows) = (core.label, core.inb.len());
+                        (
+                            &core.tgtin[k * rows..(k + 1) * rows],
+                            &core.delta,
+                            layer.delta_frac,
+                            0,
+                        )
                     }
+                    _ => (&core.inb[..], &core.delta, layer.delta_frac, 0),
                 };
                 let shift = frac + layer.in_frac - layer.weight_fmt.frac as i32 + layer.lr;
                 let key = UpdateKey {

@@ -10,7 +10,8 @@
 //! ```text
 //!  bit 0..5   opcode
 //!  bit 5..    operands, in the order the table lists them, each as wide as its type:
-//!             route id 16, core id 16, buffer 4, class 8, mode 1
+//!             route id 16, core id 16, buffer 4, class 8, score mode 1, delta mode 2,
+//!             pre-synaptic factor 1
 //!  rest       zero (the decoder rejects a word with stray bits)
 //! ```
 
@@ -109,6 +110,50 @@ impl fmt::Display for ScoreMode {
     }
 }
 
+/// What the learning unit's `delta` computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeltaMode {
+    /// `f'(out) * sum_k err[k] tgt[k]`: softmax over the class targets (`label_direct`).
+    Targets,
+    /// `f'(out) * err`: the outputs are logits (`output_layer` readout).
+    Direct,
+    /// `f'(out) * (out - tgt[label])`: the `l2` loss against the label's target.
+    L2,
+    /// `out - tgt[label]`: the `hebbian` rule's mismatch (no derivative).
+    Hebbian,
+}
+
+impl fmt::Display for DeltaMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeltaMode::Targets => "targets",
+            DeltaMode::Direct => "direct",
+            DeltaMode::L2 => "l2",
+            DeltaMode::Hebbian => "hebbian",
+        })
+    }
+}
+
+/// The pre-synaptic factor of a weight update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pre {
+    /// The data stream's input `in` (the delta rule).
+    Data,
+    /// The target stream's input for the label's class, `tgtin[label]`.
+    Target,
+}
+
+impl fmt::Display for Pre {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Pre::Data => "data",
+            Pre::Target => "target",
+        })
+    }
+}
+
 /// A class index operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -167,6 +212,38 @@ impl Operand for Class {
     }
     fn from_bits(bits: u32) -> Option<Self> {
         Some(Class(bits as u8))
+    }
+}
+
+impl Operand for DeltaMode {
+    const BITS: usize = 2;
+    fn to_bits(self) -> u32 {
+        match self {
+            DeltaMode::Targets => 0,
+            DeltaMode::Direct => 1,
+            DeltaMode::L2 => 2,
+            DeltaMode::Hebbian => 3,
+        }
+    }
+    fn from_bits(bits: u32) -> Option<Self> {
+        [
+            DeltaMode::Targets,
+            DeltaMode::Direct,
+            DeltaMode::L2,
+            DeltaMode::Hebbian,
+        ]
+        .get(bits as usize)
+        .copied()
+    }
+}
+
+impl Operand for Pre {
+    const BITS: usize = 1;
+    fn to_bits(self) -> u32 {
+        matches!(self, Pre::Target) as u32
+    }
+    fn from_bits(bits: u32) -> Option<Self> {
+        Some(if bits == 0 { Pre::Data } else { Pre::Target })
     }
 }
 
@@ -337,10 +414,10 @@ define_instructions! {
     AddSc = 11, "addsc" {};
     /// Softmax unit: `err = softmax(score) - onehot(label)`.
     Smax = 12, "smax" {};
-    /// Data-stream error: `delta = f'(out) * sum_k err[k] tgt[k]` (targets) or `f'(out) * err` (direct).
-    Delta = 13, "delta" { mode: ScoreMode };
-    /// Weight update from the data stream: `W[r][c] -= round(delta[c] * in[r] >> lr)`.
-    Upd = 14, "upd" {};
+    /// Data-stream error of the local loss, by [`DeltaMode`].
+    Delta = 13, "delta" { mode: DeltaMode };
+    /// Weight update: `W[r][c] -= round(delta[c] * pre[r] >> lr)`, `pre` = `in` or `tgtin[label]`.
+    Upd = 14, "upd" { pre: Pre };
     /// Target-stream error of one class: `deltat = f'(tgt[class]) * err[class] * out`.
     DeltaT = 15, "deltat" { class: Class };
     /// Weight update from the target stream: `W[r][c] -= round(deltat[c] * tgtin[class][r] >> lr)`.
@@ -364,6 +441,7 @@ mod tests {
     pub fn any_instr() -> impl Strategy<Value = Instr> {
         let buf = proptest::sample::select(Buf::ALL.to_vec());
         let mode = prop_oneof![Just(ScoreMode::Targets), Just(ScoreMode::Direct)];
+        let mode2 = mode.clone();
         prop_oneof![
             Just(Instr::Nop {}),
             any::<u16>().prop_map(|r| Instr::Recv { route: RouteId(r) }),
@@ -375,11 +453,17 @@ mod tests {
             Just(Instr::Act {}),
             any::<u8>().prop_map(|c| Instr::TStore { class: Class(c) }),
             any::<u8>().prop_map(|c| Instr::TInStore { class: Class(c) }),
-            mode.clone().prop_map(|mode| Instr::Score { mode }),
+            mode2.prop_map(|mode| Instr::Score { mode }),
             Just(Instr::AddSc {}),
             Just(Instr::Smax {}),
-            mode.prop_map(|mode| Instr::Delta { mode }),
-            Just(Instr::Upd {}),
+            proptest::sample::select(vec![
+                DeltaMode::Targets,
+                DeltaMode::Direct,
+                DeltaMode::L2,
+                DeltaMode::Hebbian
+            ])
+            .prop_map(|mode| Instr::Delta { mode }),
+            prop_oneof![Just(Pre::Data), Just(Pre::Target)].prop_map(|pre| Instr::Upd { pre }),
             any::<u8>().prop_map(|c| Instr::DeltaT { class: Class(c) }),
             any::<u8>().prop_map(|c| Instr::UpdT { class: Class(c) }),
             any::<u8>().prop_map(|c| Instr::UpdP { class: Class(c) }),

@@ -30,7 +30,7 @@ pub mod verify;
 pub use chip::{ChipDescription, ChipError};
 pub use fixed_point::QFormat;
 pub use ids::{CoreId, LayerId, RouteId};
-pub use instr::{Buf, Class, Instr, Opcode, ScoreMode};
+pub use instr::{Buf, Class, DeltaMode, Instr, Opcode, Pre, ScoreMode};
 pub use program::{
     Activation, CoreProgram, Endpoint, LayerInfo, LocalLoss, NetworkInfo, Program, ProgramError,
     ProjectionInfo, ProjectionMode, Readout, Rounding, Route, RouteCounts, RouteKind, Streams,

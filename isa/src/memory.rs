@@ -33,7 +33,7 @@ pub fn buffer_len(program: &Program, core: &CoreProgram, buf: Buf) -> usize {
         Buf::DeltaT if program.network.targets == TargetMode::Learned && layer.keeps_targets => {
             t.cols as usize
         }
-        Buf::Label if t.is_leader() => 1,
+        Buf::Label if t.is_leader() || layer.loss.label_on_every_core() => 1,
         _ => 0,
     }
 }
@@ -126,7 +126,10 @@ fn core_memory(program: &Program, core: &CoreProgram, route_entries: u32) -> Cor
     if layer.keeps_targets && core.tile.is_reducer() {
         targets += classes * core.tile.cols as u64 * act;
     }
-    if layer.keeps_targets && program.network.targets == TargetMode::Learned && layer.id.0 > 1 {
+    if layer.keeps_targets
+        && layer.id.0 > 1
+        && (program.network.targets == TargetMode::Learned || layer.loss.needs_target_inputs())
+    {
         targets += classes * core.tile.rows as u64 * act;
     }
     CoreMemory {

@@ -99,14 +99,38 @@ pub enum LocalLoss {
     LabelDirect,
     /// Cross-entropy of the outputs (logits) against the label: the `output_layer` readout.
     CrossEntropy,
+    /// Sigprop `l2`: `1/2 |h - t_label|^2`, per neuron.
+    L2,
+    /// The `hebbian` rule: `dW = lr (t - h) pre^T`, with `pre` the target stream's input
+    /// (as the sigprop authors write it) or the data stream's (the delta rule).
+    Hebbian { pre: crate::instr::Pre },
+}
+
+impl LocalLoss {
+    /// Whether every core of the layer needs the label (per-neuron losses against `t[label]`).
+    pub fn label_on_every_core(self) -> bool {
+        matches!(self, LocalLoss::L2 | LocalLoss::Hebbian { .. })
+    }
+
+    /// Whether the layer's cores keep their inputs of the target stream, `tgtin`.
+    pub fn needs_target_inputs(self) -> bool {
+        matches!(
+            self,
+            LocalLoss::Hebbian {
+                pre: crate::instr::Pre::Target
+            }
+        )
+    }
 }
 
 impl fmt::Display for LocalLoss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LocalLoss::LabelDirect => "label_direct",
-            LocalLoss::CrossEntropy => "cross_entropy",
-        })
+        match self {
+            LocalLoss::LabelDirect => f.write_str("label_direct"),
+            LocalLoss::CrossEntropy => f.write_str("cross_entropy"),
+            LocalLoss::L2 => f.write_str("l2"),
+            LocalLoss::Hebbian { pre } => write!(f, "hebbian(pre: {pre})"),
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 use sigchip::emulator::kernels::EXP2_LUT;
 use sigchip::isa::fixed_point::{round_shift, stochastic_shift};
 use sigchip::isa::rng::{stochastic_bits, stochastic_row_key};
+use sigchip::isa::Pre;
 use sigchip::isa::{Activation, LocalLoss, Program, QFormat, Readout, Rounding, TargetMode};
 
 /// `log2(e)` in Q2.14, the constant of the `exp2-lut32` softmax.
@@ -270,7 +271,9 @@ impl Layer {
     /// The local loss's scores and their fraction bits.
     fn scores(&self, h: &[i32]) -> (Vec<i64>, i32) {
         match self.loss {
-            LocalLoss::LabelDirect => (
+            // Every layer that keeps targets scores them by dot product (the nearest-target
+            // readout reads these).
+            LocalLoss::LabelDirect | LocalLoss::L2 | LocalLoss::Hebbian { .. } => (
                 self.targets
                     .iter()
                     .map(|t| h.iter().zip(t).map(|(&h, &t)| h as i64 * t as i64).sum())
@@ -326,8 +329,8 @@ impl Model {
         for l in &p.layers {
             assert_eq!(
                 l.keeps_targets,
-                l.loss == LocalLoss::LabelDirect,
-                "{}: label_direct layers are the ones that keep targets",
+                l.loss != LocalLoss::CrossEntropy,
+                "{}: the hidden layers (every loss but the readout's) keep targets",
                 l.id
             );
         }
@@ -437,8 +440,26 @@ impl Model {
         }
         let pass = self.forward(x);
         let (pf, step, seed) = (self.prob.frac as i32, self.steps, self.seed);
-        for (l, (x, h)) in self.layers.iter_mut().zip(pass.xs.iter().zip(&pass.hs)) {
-            learn(l, x, h, label, pf, self.prob, seed, step);
+        // The target stream's input of each layer for the label's class: the previous layer's
+        // target (used by `hebbian(pre: target)` beyond layer 1).
+        let prev_targets: Vec<Option<Vec<i32>>> = (0..self.layers.len())
+            .map(|i| {
+                (i > 0)
+                    .then(|| self.layers[i - 1].targets.get(label).cloned())
+                    .flatten()
+            })
+            .collect();
+        for ((l, (x, h)), prev_t) in self
+            .layers
+            .iter_mut()
+            .zip(pass.xs.iter().zip(&pass.hs))
+            .zip(prev_targets)
+        {
+            let pre = match l.loss {
+                LocalLoss::Hebbian { pre: Pre::Target } => prev_t.unwrap_or_else(|| x.clone()),
+                _ => x.clone(),
+            };
+            learn(l, &pre, h, label, pf, self.prob, seed, step);
         }
         self.steps += 1;
         pass
@@ -458,7 +479,11 @@ fn learn(
     step: u64,
 ) {
     let (s, frac) = l.scores(h);
-    let err = softmax_err(&s, frac, label, prob);
+    let err = if s.is_empty() {
+        Vec::new()
+    } else {
+        softmax_err(&s, frac, label, prob)
+    };
     let err32 = QFormat::new(32, 0);
     let (delta, delta_frac): (Vec<i64>, i32) = match l.loss {
         LocalLoss::LabelDirect => (
@@ -477,6 +502,23 @@ fn learn(
                 .map(|j| err32.saturate(l.f_prime(h[j], err[j] as i64)).0 as i64)
                 .collect(),
             pf,
+        ),
+        // l2: f'(h) (h - t_label); hebbian: h - t_label, no derivative.
+        LocalLoss::L2 => (
+            (0..l.width)
+                .map(|j| {
+                    err32
+                        .saturate(l.f_prime(h[j], h[j] as i64 - l.targets[label][j] as i64))
+                        .0 as i64
+                })
+                .collect(),
+            l.outf,
+        ),
+        LocalLoss::Hebbian { .. } => (
+            (0..l.width)
+                .map(|j| err32.saturate(h[j] as i64 - l.targets[label][j] as i64).0 as i64)
+                .collect(),
+            l.outf,
         ),
     };
     let shift = delta_frac + l.inf - l.wf + l.lr_shift;

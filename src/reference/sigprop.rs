@@ -1,0 +1,228 @@
+//! Sigprop in f32: the chip's algorithm with no quantization, no saturation and an exact softmax.
+//!
+//! Per training sample (online, batch 1), with `h_0 = x` and `h_i = f(W_i^T h_{i-1} + b_i)` all
+//! computed with the weights before this sample's updates, every layer learns from its own loss:
+//!
+//! - hidden layer `i` (`label_direct`): scores `s_k = h_i . t_i^k` against the stored class
+//!   targets, `err = softmax(s) - onehot(y)`, `delta_j = f'(h_j) sum_k err_k t_i^k_j`,
+//!   `W_i -= lr_i delta h_{i-1}^T` (bias row input 1). With `targets: learned`, also per class
+//!   `deltat^k_j = f'(t^k_j) err_k h_j` and `W_i -= lr_i deltat^k (t_{i-1}^k)^T` for `i > 1`; at
+//!   layer 1 the projection rows `S[k]` and `S[classes]` take `-= lr_1 deltat^k` when
+//!   `projection: learned`.
+//! - output layer (`output_layer` readout): `err = softmax(h_out) - onehot(y)`,
+//!   `W_out -= lr_out err h_N^T`.
+//!
+//! Class targets of every hidden layer, `t_1^k = f_1(S[k] + S[classes])`,
+//! `t_i^k = f_i(W_i^T t_{i-1}^k + b_i)`, are recomputed before the first training sample, every
+//! `target_refresh` training samples and before every evaluation, as on the chip.
+
+use super::{activate, argmax, derivative, lr, lr_shifts, softmax_err, Dense, Model};
+use sigchip_compiler::quantize::initial_weights;
+use sigchip_compiler::validate::Node;
+use sigchip_compiler::ValidNetwork;
+use sigchip_isa::{Activation, ProjectionMode, Readout, TargetMode};
+
+/// A sigprop network in f32.
+#[derive(Clone, Debug)]
+pub struct SigpropF32 {
+    pub classes: usize,
+    /// Hidden layers in depth order.
+    pub hidden: Vec<Dense>,
+    /// Learning rate of each hidden layer.
+    pub hidden_lr: Vec<f32>,
+    /// The `output_layer` readout (identity, `classes` wide) and its learning rate.
+    pub output: Option<(Dense, f32)>,
+    /// The layer-1 target projection, `(classes + 1) x width_1`, the last row its bias.
+    pub projection: Vec<f32>,
+    pub projection_learned: bool,
+    pub targets_learned: bool,
+    /// Refresh the class targets every this many training samples.
+    pub target_refresh: u64,
+    /// Class targets of each hidden layer: `classes x width`, row `k` is `t_i^k`.
+    pub targets: Vec<Vec<f32>>,
+}
+
+impl SigpropF32 {
+    /// The network with the chip's initial weights (`initial_weights`, f64 to f32).
+    pub fn new(net: &ValidNetwork) -> Self {
+        let desc = net.desc();
+        let (hidden_shifts, out_shift) = lr_shifts(net);
+        let mut hidden = Vec::new();
+        let mut output = None;
+        let mut projection = Vec::new();
+        for (node, fl) in net.layers().zip(initial_weights(net)) {
+            let to_f32 = |v: &[f64]| v.iter().map(|&w| w as f32).collect::<Vec<f32>>();
+            let activation = match node {
+                Node::Hidden { index, .. } => desc.layers[*index].activation,
+                _ => Activation::Identity,
+            };
+            let dense = Dense {
+                inputs: fl.inputs as usize,
+                width: fl.width as usize,
+                bias: fl.bias,
+                activation,
+                weights: to_f32(&fl.weights),
+            };
+            if let Some(p) = &fl.projection {
+                projection = to_f32(p);
+            }
+            match node {
+                Node::Output { .. } => output = Some((dense, lr(out_shift))),
+                _ => hidden.push(dense),
+            }
+        }
+        debug_assert_eq!(output.is_some(), desc.readout == Readout::OutputLayer);
+        let targets = hidden
+            .iter()
+            .map(|l| vec![0.0; desc.classes as usize * l.width])
+            .collect();
+        SigpropF32 {
+            classes: desc.classes as usize,
+            hidden,
+            hidden_lr: hidden_shifts.into_iter().map(lr).collect(),
+            output,
+            projection,
+            projection_learned: desc.projection == ProjectionMode::Learned,
+            targets_learned: desc.targets == TargetMode::Learned,
+            target_refresh: desc.target_refresh.max(1) as u64,
+            targets,
+        }
+    }
+
+    /// Class target `k` of hidden layer `i`.
+    pub fn target(&self, i: usize, k: usize) -> &[f32] {
+        let w = self.hidden[i].width;
+        &self.targets[i][k * w..(k + 1) * w]
+    }
+
+    /// Recomputes the class targets of every hidden layer from the current weights.
+    pub fn refresh_targets(&mut self) {
+        let w1 = self.hidden[0].width;
+        let f1 = self.hidden[0].activation;
+        let mut t = Vec::new();
+        for k in 0..self.classes {
+            let s = &self.projection;
+            for (c, dst) in self.targets[0][k * w1..(k + 1) * w1].iter_mut().enumerate() {
+                *dst = activate(f1, s[k * w1 + c] + s[self.classes * w1 + c]);
+            }
+            for i in 1..self.hidden.len() {
+                let (below, here) = self.targets.split_at_mut(i);
+                let wp = self.hidden[i - 1].width;
+                self.hidden[i].forward(&below[i - 1][k * wp..(k + 1) * wp], &mut t);
+                let w = self.hidden[i].width;
+                here[0][k * w..(k + 1) * w].copy_from_slice(&t);
+            }
+        }
+    }
+
+    /// The forward pass: the output of every hidden layer, then the output layer's (if any).
+    pub fn forward(&self, x: &[f32]) -> Vec<Vec<f32>> {
+        let mut hs: Vec<Vec<f32>> = Vec::with_capacity(self.hidden.len() + 1);
+        for (i, l) in self.hidden.iter().enumerate() {
+            let mut h = Vec::new();
+            l.forward(if i == 0 { x } else { &hs[i - 1] }, &mut h);
+            hs.push(h);
+        }
+        if let Some((o, _)) = &self.output {
+            let mut h = Vec::new();
+            o.forward(&hs[self.hidden.len() - 1], &mut h);
+            hs.push(h);
+        }
+        hs
+    }
+
+    /// Scores of hidden layer `i`'s output against its class targets: `s_k = h . t_i^k`.
+    pub fn scores(&self, i: usize, h: &[f32]) -> Vec<f32> {
+        (0..self.classes)
+            .map(|k| h.iter().zip(self.target(i, k)).map(|(a, b)| a * b).sum())
+            .collect()
+    }
+
+    /// The prediction from a forward pass: argmax of the output layer, or the nearest target
+    /// (largest dot product) of the last hidden layer.
+    pub fn prediction(&self, hs: &[Vec<f32>]) -> usize {
+        match &self.output {
+            Some(_) => argmax(&hs[self.hidden.len()]),
+            None => {
+                let last = self.hidden.len() - 1;
+                argmax(&self.scores(last, &hs[last]))
+            }
+        }
+    }
+
+    /// One online step on `x` with label `y`, targets as they are (no refresh). Returns the
+    /// prediction of the forward pass before the update.
+    pub fn step(&mut self, x: &[f32], y: usize) -> usize {
+        let hs = self.forward(x);
+        let prediction = self.prediction(&hs);
+        let mut err = Vec::new();
+        for i in 0..self.hidden.len() {
+            let h = &hs[i];
+            let input = if i == 0 { x } else { &hs[i - 1] };
+            let f = self.hidden[i].activation;
+            let lr = self.hidden_lr[i];
+            let w = self.hidden[i].width;
+            softmax_err(&self.scores(i, h), y, &mut err);
+            // Data stream: delta_j = f'(h_j) sum_k err_k t^k_j.
+            let mut delta = vec![0.0f32; w];
+            for (k, &e) in err.iter().enumerate() {
+                for (d, &t) in delta.iter_mut().zip(self.target(i, k)) {
+                    *d += e * t;
+                }
+            }
+            for (d, &hj) in delta.iter_mut().zip(h) {
+                *d *= derivative(f, hj);
+            }
+            // Target stream: deltat^k_j = f'(t^k_j) err_k h_j, on the stored targets.
+            if self.targets_learned && (i > 0 || self.projection_learned) {
+                for (k, &e) in err.iter().enumerate() {
+                    let deltat: Vec<f32> = self
+                        .target(i, k)
+                        .iter()
+                        .zip(h)
+                        .map(|(&t, &hj)| derivative(f, t) * e * hj)
+                        .collect();
+                    if i > 0 {
+                        let wp = self.hidden[i - 1].width;
+                        let tin = &self.targets[i - 1][k * wp..(k + 1) * wp];
+                        self.hidden[i].update(tin, &deltat, lr);
+                    } else {
+                        for row in [k, self.classes] {
+                            for (s, &d) in self.projection[row * w..(row + 1) * w]
+                                .iter_mut()
+                                .zip(&deltat)
+                            {
+                                *s -= lr * d;
+                            }
+                        }
+                    }
+                }
+            }
+            self.hidden[i].update(input, &delta, lr);
+        }
+        if let Some((o, lr)) = &mut self.output {
+            let n = hs.len() - 1;
+            softmax_err(&hs[n], y, &mut err);
+            o.update(&hs[n - 1], &err, *lr);
+        }
+        prediction
+    }
+}
+
+impl Model for SigpropF32 {
+    fn train_sample(&mut self, step: u64, x: &[f32], label: usize) -> usize {
+        if step % self.target_refresh == 0 {
+            self.refresh_targets();
+        }
+        self.step(x, label)
+    }
+
+    fn begin_eval(&mut self) {
+        self.refresh_targets();
+    }
+
+    fn predict(&mut self, x: &[f32]) -> usize {
+        let hs = self.forward(x);
+        self.prediction(&hs)
+    }
+}
