@@ -72,6 +72,10 @@ pub struct Counters {
     pub saturations: Saturations,
     /// Cycles each core spent executing (not waiting), by core ID.
     pub busy_cycles: Vec<Cycles>,
+    /// Non-zero neuron outputs of the data stream, by layer (layer 1 first).
+    pub active_outputs: Vec<u64>,
+    /// Neuron outputs of the data stream, by layer.
+    pub outputs: Vec<u64>,
 }
 
 struct LayerRt {
@@ -236,6 +240,8 @@ impl Machine {
         let mailboxes = program.routes.iter().map(|_| VecDeque::new()).collect();
         let counters = Counters {
             busy_cycles: vec![0; program.cores.len()],
+            active_outputs: vec![0; program.layers.len()],
+            outputs: vec![0; program.layers.len()],
             ..Default::default()
         };
         Ok(Machine {
@@ -329,7 +335,7 @@ impl Machine {
                         continue;
                     }
                     let instr = stream[i];
-                    match self.exec(ci, instr, &mut output, &mut output_at)? {
+                    match self.exec(ci, instr, phases[ph], &mut output, &mut output_at)? {
                         Step::Next => pc.1 += 1,
                         Step::Halt => *pc = (ph + 1, 0),
                         Step::Blocked => break,
@@ -377,6 +383,7 @@ impl Machine {
         &mut self,
         ci: usize,
         instr: Instr,
+        phase: Phase,
         output: &mut [i64],
         output_at: &mut Option<Cycles>,
     ) -> Result<Step, EmuError> {
@@ -453,6 +460,11 @@ impl Machine {
                 );
                 self.counters.saturations.activation += a.saturations;
                 self.counters.neuron_updates += a.neurons;
+                if phase == Phase::Forward {
+                    let active = core.out.iter().filter(|&&o| o != 0).count() as u64;
+                    self.counters.active_outputs[core.layer] += active;
+                    self.counters.outputs[core.layer] += core.cols as u64;
+                }
             }
             Instr::TStore { class } => {
                 let k = class.0 as usize;
@@ -718,12 +730,9 @@ impl Counters {
                 error: s.error - e.error,
                 weight: s.weight - e.weight,
             },
-            busy_cycles: self
-                .busy_cycles
-                .iter()
-                .zip(&earlier.busy_cycles)
-                .map(|(a, b)| a - b)
-                .collect(),
+            busy_cycles: sub(&self.busy_cycles, &earlier.busy_cycles),
+            active_outputs: sub(&self.active_outputs, &earlier.active_outputs),
+            outputs: sub(&self.outputs, &earlier.outputs),
         }
     }
 
@@ -743,11 +752,50 @@ impl Counters {
         s.probability += t.probability;
         s.error += t.error;
         s.weight += t.weight;
-        if self.busy_cycles.len() < o.busy_cycles.len() {
-            self.busy_cycles.resize(o.busy_cycles.len(), 0);
+        add(&mut self.busy_cycles, &o.busy_cycles);
+        add(&mut self.active_outputs, &o.active_outputs);
+        add(&mut self.outputs, &o.outputs);
+    }
+}
+
+fn sub(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter()
+        .zip(b.iter().chain(std::iter::repeat(&0)))
+        .map(|(x, y)| x - y)
+        .collect()
+}
+
+fn add(a: &mut Vec<u64>, b: &[u64]) {
+    if a.len() < b.len() {
+        a.resize(b.len(), 0);
+    }
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+impl Machine {
+    /// The nearest-target prediction of every layer that keeps class targets (`None` for the
+    /// others): the class whose target has the largest dot product with the layer's current
+    /// output. A diagnostic read of the cores' state, outside the chip's time.
+    pub fn layer_predictions(&self) -> Vec<Option<usize>> {
+        let classes = self.program.network.classes as usize;
+        let mut scores = vec![vec![0i64; classes]; self.program.layers.len()];
+        for (core, cp) in self.cores.iter().zip(&self.program.cores) {
+            if core.tgt.is_empty() || !cp.tile.is_reducer() {
+                continue;
+            }
+            let mut s = vec![0i64; classes];
+            kernels::score_targets(&core.out, &core.tgt, &mut s);
+            for (a, b) in scores[core.layer].iter_mut().zip(s) {
+                *a += b;
+            }
         }
-        for (a, b) in self.busy_cycles.iter_mut().zip(&o.busy_cycles) {
-            *a += b;
-        }
+        self.program
+            .layers
+            .iter()
+            .zip(scores)
+            .map(|(l, s)| l.keeps_targets.then(|| argmax(&s)))
+            .collect()
     }
 }

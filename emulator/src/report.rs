@@ -35,6 +35,8 @@ pub struct Report {
     pub timing: Timing,
     pub memory: Memory,
     pub routes: RouteCounts,
+    /// Per layer, over the final test inference.
+    pub activity: Vec<LayerActivity>,
     /// Total saturations (training and the final test inference).
     pub saturations: u64,
     pub saturations_by_kind: Saturations,
@@ -51,7 +53,29 @@ pub struct Accuracy {
     /// Inference accuracy on the test split after training.
     pub test: f64,
     pub per_epoch: Vec<EpochLog>,
+    /// Test accuracy of each hidden layer's nearest class target (what each layer has learned).
+    pub nearest_target_per_layer: Vec<LayerAccuracy>,
 }
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerAccuracy {
+    pub layer: String,
+    pub test: f64,
+}
+
+/// How many of a layer's neurons respond, over the final test inference.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerActivity {
+    pub layer: String,
+    /// Fraction of non-zero outputs.
+    pub active_fraction: f64,
+    /// Whether the layer has collapsed: fewer than [`COLLAPSE_THRESHOLD`] of its outputs are
+    /// non-zero (as `l2` with both streams learning does in float: every activation goes to 0).
+    pub collapsed: bool,
+}
+
+/// Below this fraction of active outputs a layer counts as collapsed.
+pub const COLLAPSE_THRESHOLD: f64 = 0.01;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Timing {
@@ -200,7 +224,34 @@ impl Report {
                 train: r.train_eval.accuracy(),
                 test: r.test_eval.accuracy(),
                 per_epoch: r.epochs,
+                nearest_target_per_layer: p
+                    .layers
+                    .iter()
+                    .zip(&r.test_eval.layer_correct)
+                    .filter_map(|(l, c)| {
+                        c.map(|c| LayerAccuracy {
+                            layer: l.id.to_string(),
+                            test: per(c, r.test_eval.samples),
+                        })
+                    })
+                    .collect(),
             },
+            activity: p
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let f = per(
+                        test.active_outputs.get(i).copied().unwrap_or(0),
+                        test.outputs.get(i).copied().unwrap_or(0),
+                    );
+                    LayerActivity {
+                        layer: l.id.to_string(),
+                        active_fraction: f,
+                        collapsed: f < COLLAPSE_THRESHOLD,
+                    }
+                })
+                .collect(),
             timing: Timing {
                 clock_mhz: p.chip.clock_mhz,
                 cycles_per_inference: cpi,
@@ -271,6 +322,27 @@ impl fmt::Display for Report {
             "  final       train {:.4}            test {:.4}",
             self.accuracy.train, self.accuracy.test
         )?;
+        writeln!(f, "\nlayers")?;
+        for a in &self.activity {
+            let nearest = self
+                .accuracy
+                .nearest_target_per_layer
+                .iter()
+                .find(|n| n.layer == a.layer);
+            write!(
+                f,
+                "  {:<8} active {:>6.1}%",
+                a.layer,
+                100.0 * a.active_fraction
+            )?;
+            if let Some(n) = nearest {
+                write!(f, "   nearest-target test accuracy {:.4}", n.test)?;
+            }
+            if a.collapsed {
+                write!(f, "   COLLAPSED: almost every output is 0")?;
+            }
+            writeln!(f)?;
+        }
         let t = &self.timing;
         writeln!(f, "\ntiming (clock {} MHz)", t.clock_mhz)?;
         writeln!(

@@ -59,6 +59,9 @@ pub fn check_shapes(program: &Program, data: &Dataset) -> Result<(), EmuError> {
 #[derive(Clone, Debug, Default)]
 pub struct EvalResult {
     pub correct: u64,
+    /// Per layer: samples whose nearest class target was the label (`None` for layers without
+    /// targets).
+    pub layer_correct: Vec<Option<u64>>,
     pub samples: u64,
     pub cycles: Cycles,
     pub latency: Cycles,
@@ -100,6 +103,13 @@ pub fn evaluate(
         let res = m.run(&[Phase::Forward], 0, Some(&x), None)?;
         r.samples += 1;
         r.correct += (res.prediction == Some(split.label(i))) as u64;
+        let layers = m.layer_predictions();
+        r.layer_correct.resize(layers.len(), None);
+        for (c, p) in r.layer_correct.iter_mut().zip(layers) {
+            if let Some(p) = p {
+                *c = Some(c.unwrap_or(0) + (p == split.label(i)) as u64);
+            }
+        }
         r.cycles += res.end + sync;
         r.latency += res.output_at.unwrap_or(res.end);
         if i % 256 == 0 {
