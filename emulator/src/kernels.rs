@@ -208,13 +208,11 @@ pub fn softmax_err(
     let mut e = [0u64; 256];
     let mut sum = 0u64;
     for (k, &s) in score.iter().enumerate() {
-        let a = ((m - s) * LOG2E_Q14) >> 14; // -exponent in base 2, `frac` fraction bits, >= 0
-        let n = if frac >= 0 { a >> frac } else { a << -frac };
-        let idx = if frac >= 5 {
-            (a >> (frac - 5)) & 31
-        } else {
-            (a << (5 - frac)) & 31
-        };
+        // The base-2 exponent with five fraction bits: (m - s) * log2(e), from Q(frac) x Q14.
+        let shift = 14 + frac - 5;
+        let d = (m - s) * LOG2E_Q14;
+        let a = if shift >= 0 { d >> shift } else { d << -shift };
+        let (n, idx) = (a >> 5, a & 31);
         e[k] = if n >= 17 {
             0
         } else {

@@ -291,13 +291,11 @@ pub fn softmax_err(s: &[i64], frac: i32, label: usize, prob: QFormat) -> Vec<i32
     let e: Vec<i64> = s
         .iter()
         .map(|&sk| {
-            let a = ((m - sk) * LOG2E_Q14) >> 14;
-            let n = if frac >= 0 { a >> frac } else { a << -frac };
-            let idx = if frac >= 5 {
-                (a >> (frac - 5)) & 31
-            } else {
-                (a << (5 - frac)) & 31
-            };
+            // The base-2 exponent with five fraction bits: (m - s) * log2(e), from Q(frac) x Q14.
+            let shift = 14 + frac - 5;
+            let d = (m - sk) * LOG2E_Q14;
+            let a = if shift >= 0 { d >> shift } else { d << -shift };
+            let (n, idx) = (a >> 5, a & 31);
             if n >= 17 {
                 0
             } else {
