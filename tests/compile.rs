@@ -359,3 +359,25 @@ fn backprop_is_refused_with_what_it_would_need() {
     )
     .is_ok());
 }
+
+#[test]
+fn memory_report_follows_the_options() {
+    use sigchip::isa::memory::{memory_use, LFSR_BITS};
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits.ron")).unwrap();
+    let chip = ChipDescription::default();
+    let fixed = compiler::compile_str(&text, "fixed", &chip).unwrap().program;
+    let learned_text = text.replace("projection: fixed_random", "projection: learned").replace("targets: constant", "targets: learned");
+    let learned = compiler::compile_str(&learned_text, "learned", &chip).unwrap().program;
+    let (mf, ml) = (memory_use(&fixed), memory_use(&learned));
+    // Layer 1 (128 neurons, 10 classes): a fixed projection is 11 LFSR states, a learned one
+    // 11 x 128 weights of 8 bits.
+    assert_eq!(mf[0].projection, 11 * LFSR_BITS);
+    assert_eq!(ml[0].projection, 11 * 128 * 8);
+    assert!(fixed.cores[0].projection.is_none() && learned.cores[0].projection.is_some());
+    // Learned targets keep the target stream's inputs (layer 2: 10 x 129 activations) and a
+    // per-neuron target error (64 x 32 bits).
+    assert_eq!(ml[1].targets - mf[1].targets, 10 * 129 * 8);
+    assert_eq!(ml[1].learning - mf[1].learning, 64 * 32);
+    // The readout keeps no targets either way.
+    assert_eq!((mf[2].targets, ml[2].targets), (0, 0));
+}

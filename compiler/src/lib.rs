@@ -38,7 +38,7 @@ pub use validate::{validate, ValidNetwork, ValidateError};
 use sigchip_isa::program::PROGRAM_FORMAT_VERSION;
 use sigchip_isa::{
     ChipDescription, CoreProgram, LayerId, LayerInfo, LocalLoss, NetworkInfo, Program,
-    ProjectionInfo, Tile, VerifyError, Violation, WeightImage,
+    ProjectionInfo, ProjectionMode, Tile, VerifyError, Violation, WeightImage,
 };
 
 /// A compiled network: the program and what the compiler has to say about it.
@@ -193,8 +193,11 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
                             q.weights[((r0 + r) * q.width + c0 + c) as usize];
                     }
                 }
+                // Only a learned projection is stored; a fixed one is regenerated on chip.
                 let projection = match &q.projection {
-                    Some((format, values)) if rt == 0 => {
+                    Some((format, values))
+                        if rt == 0 && desc.projection == ProjectionMode::Learned =>
+                    {
                         let rows = desc.classes + 1;
                         let mut img = WeightImage::zeros(rows, cn, *format);
                         for r in 0..rows {

@@ -6,12 +6,13 @@
 //! - hidden outputs: `s{a}.{a-3}` (range [-4, 4)); output-layer logits: `s{a}.{a-4}` ([-8, 8));
 //! - weights: the most fractional bits that still hold `HEADROOM` times the initial bound, so
 //!   learning can grow weights before they saturate;
-//! - projection: the most fractional bits that hold [-2, 2).
+//! - projection: `s{w}.{w-2}` ([-2, 2)); a `fixed_random` one is the LFSR sequence the chip
+//!   regenerates (`sigchip_isa::rng::fixed_projection_row`), truncated to the format.
 
 use crate::validate::{Node, ValidNetwork};
 use serde::Serialize;
-use sigchip_isa::rng::SplitMix64;
-use sigchip_isa::{ChipDescription, QFormat};
+use sigchip_isa::rng::{fixed_projection_row, SplitMix64};
+use sigchip_isa::{ChipDescription, ProjectionMode, QFormat};
 
 /// How many times the initial weight bound the weight format can hold.
 pub const HEADROOM: f64 = 4.0;
@@ -86,10 +87,16 @@ pub fn initial_weights(net: &ValidNetwork) -> Vec<FloatLayer> {
         let weights = (0..rows as usize * width as usize)
             .map(|_| rng.uniform(bound))
             .collect();
-        let projection = (i == 0).then(|| {
-            (0..(desc.classes + 1) as usize * width as usize)
+        let projection = (i == 0).then(|| match desc.projection {
+            // The chip regenerates a fixed projection from the seed with an LFSR; in float it
+            // is the same sequence at 16-bit resolution.
+            ProjectionMode::FixedRandom => (0..desc.classes + 1)
+                .flat_map(|r| fixed_projection_row(desc.seed, r, 0, width, 16))
+                .map(|v| v as f64 / (1 << 14) as f64)
+                .collect(),
+            ProjectionMode::Learned => (0..(desc.classes + 1) as usize * width as usize)
                 .map(|_| rng.uniform(1.0))
-                .collect()
+                .collect(),
         });
         layers.push(FloatLayer {
             inputs,
@@ -121,7 +128,20 @@ pub fn quantize(net: &ValidNetwork, chip: &ChipDescription) -> Quantized {
         errors.push(err);
         let projection = float.projection.as_ref().map(|p| {
             let pf = QFormat::new(chip.bits.weight, chip.bits.weight as i8 - 2);
-            let (values, err) = convert(&format!("{name} projection"), pf, p);
+            let label = format!("{name} projection");
+            let (values, err) = match net.desc().projection {
+                // Exactly what the chip's LFSR regenerates: the 16-bit values truncated.
+                ProjectionMode::FixedRandom => {
+                    let values: Vec<i32> = (0..net.desc().classes + 1)
+                        .flat_map(|r| {
+                            fixed_projection_row(net.desc().seed, r, 0, float.width, pf.bits)
+                        })
+                        .collect();
+                    let err = error_of(&label, pf, p, &values, 0);
+                    (values, err)
+                }
+                ProjectionMode::Learned => convert(&label, pf, p),
+            };
             errors.push(err);
             (pf, values)
         });
@@ -145,27 +165,40 @@ pub fn quantize(net: &ValidNetwork, chip: &ChipDescription) -> Quantized {
 }
 
 fn convert(name: &str, format: QFormat, float: &[f64]) -> (Vec<i32>, QuantError) {
-    let mut max_abs: f64 = 0.0;
-    let mut sum_sq = 0.0;
     let mut saturated = 0;
-    let values = float
+    let values: Vec<i32> = float
         .iter()
         .map(|&x| {
             let (v, sat) = format.quantize(x);
             saturated += sat as u64;
-            let e = (format.to_f64(v) - x).abs();
-            max_abs = max_abs.max(e);
-            sum_sq += e * e;
             v
         })
         .collect();
-    let err = QuantError {
+    let err = error_of(name, format, float, &values, saturated);
+    (values, err)
+}
+
+/// The error of `values` (raw, in `format`) against `float`.
+fn error_of(
+    name: &str,
+    format: QFormat,
+    float: &[f64],
+    values: &[i32],
+    saturated: u64,
+) -> QuantError {
+    let mut max_abs: f64 = 0.0;
+    let mut sum_sq = 0.0;
+    for (&x, &v) in float.iter().zip(values) {
+        let e = (format.to_f64(v) - x).abs();
+        max_abs = max_abs.max(e);
+        sum_sq += e * e;
+    }
+    QuantError {
         layer: name.into(),
         format: format.to_string(),
         max_abs_error: max_abs,
         rms_error: (sum_sq / float.len().max(1) as f64).sqrt(),
         half_lsb: format.lsb() / 2.0,
         saturated,
-    };
-    (values, err)
+    }
 }

@@ -211,7 +211,7 @@ impl Machine {
                     row_start: c.tile.row_start,
                     col_start: c.tile.col_start,
                     w: c.weights.data.clone(),
-                    proj: c.projection.as_ref().map(|p| p.data.clone()),
+                    proj: program.projection_values(c),
                     inb,
                     acc: vec![0; cols],
                     psum: vec![0; cols],

@@ -13,6 +13,8 @@ pub const ERROR_BITS: u64 = 32;
 pub const LABEL_BITS: u64 = 8;
 /// Width of one routing-table entry (route id, output port, buffer and range).
 pub const ROUTE_ENTRY_BITS: u64 = 32;
+/// Width of one LFSR state of a regenerated projection row.
+pub const LFSR_BITS: u64 = 32;
 /// Width of one instruction word.
 pub const INSTRUCTION_BITS: u64 = 32;
 
@@ -134,11 +136,13 @@ fn core_memory(program: &Program, core: &CoreProgram, route_entries: u32) -> Cor
     }
     CoreMemory {
         weights: core.tile.rows as u64 * core.tile.cols as u64 * chip.bits.weight as u64,
-        projection: core
-            .projection
-            .as_ref()
-            .map_or(0, |p| p.rows as u64 * p.cols as u64)
-            * chip.bits.weight as u64,
+        // A stored projection takes weight-format bits; a regenerated one only the LFSR start
+        // state of each of its rows for this tile's first column.
+        projection: match &core.projection {
+            Some(p) => p.rows as u64 * p.cols as u64 * chip.bits.weight as u64,
+            None if program.has_projection(core) => (classes + 1) * LFSR_BITS,
+            None => 0,
+        },
         buffers: bits(Buf::In) + bits(Buf::Acc) + bits(Buf::Psum) + bits(Buf::Out),
         targets,
         learning: bits(Buf::Score)

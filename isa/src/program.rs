@@ -304,7 +304,9 @@ pub struct CoreProgram {
     pub tile: Tile,
     /// `tile.rows x tile.cols` crossbar weights.
     pub weights: WeightImage,
-    /// `(classes + 1) x tile.cols` target projection (last row: its bias), on layer 1's reducers.
+    /// `(classes + 1) x tile.cols` learned target projection (last row: its bias), on layer 1's
+    /// reducers. A `fixed_random` projection is not stored: the core regenerates it with an LFSR
+    /// ([`crate::rng::fixed_projection_row`]).
     pub projection: Option<WeightImage>,
     pub streams: Streams,
 }
@@ -457,6 +459,44 @@ impl Program {
     pub fn to_ron(&self) -> String {
         let config = ron::ser::PrettyConfig::default().struct_names(false);
         ron::ser::to_string_pretty(self, config).expect("a program always serializes")
+    }
+
+    /// Whether a core can look targets up in a projection (stored or regenerated).
+    pub fn has_projection(&self, core: &CoreProgram) -> bool {
+        core.projection.is_some()
+            || (core.tile.is_reducer()
+                && self
+                    .layers
+                    .get(core.layer.index().wrapping_sub(1))
+                    .is_some_and(|l| {
+                        l.projection
+                            .is_some_and(|p| p.mode == ProjectionMode::FixedRandom)
+                    }))
+    }
+
+    /// The raw values of a core's projection: the stored image, or the regenerated fixed one.
+    pub fn projection_values(&self, core: &CoreProgram) -> Option<Vec<i32>> {
+        if let Some(img) = &core.projection {
+            return Some(img.data.clone());
+        }
+        if !self.has_projection(core) {
+            return None;
+        }
+        let info = self.layer(core.layer).projection?;
+        let rows = self.network.classes as u32 + 1;
+        Some(
+            (0..rows)
+                .flat_map(|r| {
+                    crate::rng::fixed_projection_row(
+                        self.network.seed,
+                        r,
+                        core.tile.col_start,
+                        core.tile.cols,
+                        info.format.bits,
+                    )
+                })
+                .collect(),
+        )
     }
 
     pub fn layer(&self, id: LayerId) -> &LayerInfo {

@@ -64,6 +64,50 @@ pub fn stochastic_bits(row_key: u64, col: u32) -> u32 {
     (mix64(row_key.wrapping_add((col as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))) >> 32) as u32
 }
 
+/// A 32-bit Galois LFSR (polynomial x^32 + x^22 + x^2 + x + 1, taps `0x8020_0003`): the
+/// generator a `fixed_random` target projection is regenerated from on chip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lfsr32(u32);
+
+impl Lfsr32 {
+    pub const TAPS: u32 = 0x8020_0003;
+
+    /// A zero seed would lock the register; it is replaced by 1.
+    pub fn new(seed: u32) -> Self {
+        Lfsr32(if seed == 0 { 1 } else { seed })
+    }
+
+    /// Shifts once and returns the new state.
+    pub fn step(&mut self) -> u32 {
+        let lsb = self.0 & 1;
+        self.0 >>= 1;
+        if lsb != 0 {
+            self.0 ^= Self::TAPS;
+        }
+        self.0
+    }
+}
+
+/// The seed of row `row` of the fixed random projection of a network with seed `seed`.
+pub fn projection_row_seed(seed: u64, row: u32) -> u32 {
+    (mix64(seed ^ 0x0050_4A00_0000_0000 ^ row as u64) >> 32) as u32
+}
+
+/// Row `row` of the fixed random projection, columns `col_start..col_start + cols`, as raw
+/// values of a `bits`-wide format: each value is the top `bits - 1` bits of the row's LFSR
+/// after `col + 1` steps, minus `2^(bits-2)`, so values are uniform in [-1, 1) when the format
+/// has `bits - 2` fraction bits.
+pub fn fixed_projection_row(seed: u64, row: u32, col_start: u32, cols: u32, bits: u8) -> Vec<i32> {
+    let mut lfsr = Lfsr32::new(projection_row_seed(seed, row));
+    for _ in 0..col_start {
+        lfsr.step();
+    }
+    let half = 1i32 << (bits - 2);
+    (0..cols)
+        .map(|_| (lfsr.step() >> (33 - bits as u32)) as i32 - half)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +118,18 @@ mod tests {
         let mut r = SplitMix64::new(1234567);
         assert_eq!(r.next_u64(), 6457827717110365317);
         assert_eq!(r.next_u64(), 3203168211198807973);
+    }
+
+    #[test]
+    fn lfsr_does_not_repeat_early_and_projection_rows_tile() {
+        let mut l = Lfsr32::new(1);
+        let first = l.step();
+        assert!((0..100_000).all(|_| l.step() != first));
+        let whole = fixed_projection_row(5, 3, 0, 40, 8);
+        let mut parts = fixed_projection_row(5, 3, 0, 17, 8);
+        parts.extend(fixed_projection_row(5, 3, 17, 23, 8));
+        assert_eq!(whole, parts);
+        assert!(whole.iter().all(|&v| (-64..64).contains(&v)));
     }
 
     #[test]

@@ -311,9 +311,16 @@ fn check_instructions(p: &Program, v: &mut Vec<Violation>) {
                             format!("{}: class {class} but the network has {classes}", at()),
                         )
                     }
-                    Instr::Proj { .. } | Instr::UpdP { .. } if core.projection.is_none() => {
+                    Instr::Proj { .. } if !p.has_projection(core) => {
                         structural(v, format!("{}: the core holds no target projection", at()))
                     }
+                    Instr::UpdP { .. } if core.projection.is_none() => structural(
+                        v,
+                        format!(
+                            "{}: the core holds no stored (learnable) target projection",
+                            at()
+                        ),
+                    ),
                     _ => {}
                 }
             }

@@ -15,9 +15,11 @@
 
 use sigchip::emulator::kernels::EXP2_LUT;
 use sigchip::isa::fixed_point::{round_shift, stochastic_shift};
-use sigchip::isa::rng::{stochastic_bits, stochastic_row_key};
+use sigchip::isa::rng::{fixed_projection_row, stochastic_bits, stochastic_row_key};
 use sigchip::isa::Pre;
-use sigchip::isa::{Activation, LocalLoss, Program, QFormat, Readout, Rounding, TargetMode};
+use sigchip::isa::{
+    Activation, LocalLoss, Program, ProjectionMode, QFormat, Readout, Rounding, TargetMode,
+};
 
 /// `log2(e)` in Q2.14, the constant of the `exp2-lut32` softmax.
 const LOG2E_Q14: i64 = 23637;
@@ -125,7 +127,29 @@ pub fn assemble_projection(p: &Program) -> Option<(i32, Matrix)> {
             }
             (None, false) => {}
             (Some(_), false) => panic!("{} holds a projection but is no reducer", core.id),
-            (None, true) => panic!("{} is a layer-1 reducer without a projection", core.id),
+            (None, true) => {
+                assert_eq!(
+                    info.mode,
+                    ProjectionMode::FixedRandom,
+                    "{} has no learned projection",
+                    core.id
+                );
+                // A fixed projection is regenerated: row r's LFSR, stepped to this tile's columns.
+                for (r, row) in s.iter_mut().enumerate() {
+                    let values = fixed_projection_row(
+                        p.network.seed,
+                        r as u32,
+                        t.col_start,
+                        t.cols,
+                        info.format.bits,
+                    );
+                    for (c, v) in values.into_iter().enumerate() {
+                        let cell = &mut row[t.col_start as usize + c];
+                        assert!(cell.is_none(), "projection ({r}, {c}) held twice");
+                        *cell = Some(v);
+                    }
+                }
+            }
         }
     }
     let s = s
