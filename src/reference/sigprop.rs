@@ -9,6 +9,12 @@
 //!   `deltat^k_j = f'(t^k_j) err_k h_j` and `W_i -= lr_i deltat^k (t_{i-1}^k)^T` for `i > 1`; at
 //!   layer 1 the projection rows `S[k]` and `S[classes]` take `-= lr_1 deltat^k` when
 //!   `projection: learned`.
+//! - hidden layer `i` with a per-neuron loss, against the label's target `t = t_i^y`:
+//!   `l2`: `delta_j = f'(h_j) (h_j - t_j)`, `W_i -= lr_i delta h_{i-1}^T`;
+//!   `hebbian(pre)`: `delta_j = h_j - t_j` (no derivative), `W_i -= lr_i delta pre^T` with `pre`
+//!   the target stream's input `t_{i-1}^y` for `pre: target` (layer 1, whose target does not
+//!   pass through its weights, uses its data input) or `h_{i-1}` for `pre: data`. The chip allows
+//!   these losses with constant targets only.
 //! - output layer (`output_layer` readout): `err = softmax(h_out) - onehot(y)`,
 //!   `W_out -= lr_out err h_N^T`.
 //!
@@ -19,13 +25,15 @@
 use super::{activate, argmax, derivative, lr, lr_shifts, softmax_err, Dense, Model};
 use sigchip_compiler::quantize::initial_weights;
 use sigchip_compiler::validate::Node;
-use sigchip_compiler::ValidNetwork;
-use sigchip_isa::{Activation, ProjectionMode, Readout, TargetMode};
+use sigchip_compiler::{LossKind, ValidNetwork};
+use sigchip_isa::{Activation, Pre, ProjectionMode, Readout, TargetMode};
 
 /// A sigprop network in f32.
 #[derive(Clone, Debug)]
 pub struct SigpropF32 {
     pub classes: usize,
+    /// The local loss of the hidden layers.
+    pub loss: LossKind,
     /// Hidden layers in depth order.
     pub hidden: Vec<Dense>,
     /// Learning rate of each hidden layer.
@@ -78,6 +86,7 @@ impl SigpropF32 {
             .collect();
         SigpropF32 {
             classes: desc.classes as usize,
+            loss: desc.loss,
             hidden,
             hidden_lr: hidden_shifts.into_iter().map(lr).collect(),
             output,
@@ -162,6 +171,26 @@ impl SigpropF32 {
             let f = self.hidden[i].activation;
             let lr = self.hidden_lr[i];
             let w = self.hidden[i].width;
+            if let LossKind::L2 | LossKind::Hebbian { .. } = self.loss {
+                // Per-neuron mismatch with the label's target.
+                let t = self.target(i, y);
+                let delta: Vec<f32> = match self.loss {
+                    LossKind::L2 => h
+                        .iter()
+                        .zip(t)
+                        .map(|(&hj, &tj)| derivative(f, hj) * (hj - tj))
+                        .collect(),
+                    _ => h.iter().zip(t).map(|(&hj, &tj)| hj - tj).collect(),
+                };
+                if i > 0 && self.loss == (LossKind::Hebbian { pre: Pre::Target }) {
+                    let wp = self.hidden[i - 1].width;
+                    let tin = &self.targets[i - 1][y * wp..(y + 1) * wp];
+                    self.hidden[i].update(tin, &delta, lr);
+                } else {
+                    self.hidden[i].update(input, &delta, lr);
+                }
+                continue;
+            }
             softmax_err(&self.scores(i, h), y, &mut err);
             // Data stream: delta_j = f'(h_j) sum_k err_k t^k_j.
             let mut delta = vec![0.0f32; w];
