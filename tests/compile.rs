@@ -363,11 +363,18 @@ fn backprop_is_refused_with_what_it_would_need() {
 #[test]
 fn memory_report_follows_the_options() {
     use sigchip::isa::memory::{memory_use, LFSR_BITS};
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits.ron")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits.ron"))
+        .unwrap();
     let chip = ChipDescription::default();
-    let fixed = compiler::compile_str(&text, "fixed", &chip).unwrap().program;
-    let learned_text = text.replace("projection: fixed_random", "projection: learned").replace("targets: constant", "targets: learned");
-    let learned = compiler::compile_str(&learned_text, "learned", &chip).unwrap().program;
+    let fixed = compiler::compile_str(&text, "fixed", &chip)
+        .unwrap()
+        .program;
+    let learned_text = text
+        .replace("projection: fixed_random", "projection: learned")
+        .replace("targets: constant", "targets: learned");
+    let learned = compiler::compile_str(&learned_text, "learned", &chip)
+        .unwrap()
+        .program;
     let (mf, ml) = (memory_use(&fixed), memory_use(&learned));
     // Layer 1 (128 neurons, 10 classes): a fixed projection is 11 LFSR states, a learned one
     // 11 x 128 weights of 8 bits.
