@@ -11,4 +11,5 @@ pub use sigchip_compiler as compiler;
 pub use sigchip_emulator as emulator;
 pub use sigchip_isa as isa;
 
+pub mod accuracy;
 pub mod reference;

@@ -37,6 +37,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Algorithm::Sigprop)]
         algorithm: Algorithm,
     },
+    /// Train one network with every local loss and readout on the chip, in f32 sigprop and in
+    /// f32 backprop, and print (or write into a Markdown file) the table of test accuracies.
+    Accuracy {
+        net: PathBuf,
+        #[arg(long)]
+        chip: Option<PathBuf>,
+        #[arg(long, default_value = "digits")]
+        data: String,
+        #[arg(long, default_value_t = 10)]
+        epochs: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write the table into this Markdown file, replacing its section for this data set.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the disassembly of a program.
     Disasm { program: PathBuf },
     /// Train a network (compiled first) or a program on the chip, then evaluate it; or train a
@@ -253,6 +269,39 @@ fn real_main() -> Result<()> {
             if let Some(o) = output {
                 write(&o, &compiled.program.to_ron())?;
                 println!("program written to {}", o.display());
+            }
+        }
+        Command::Accuracy {
+            net,
+            chip,
+            data,
+            epochs,
+            seed,
+            out,
+        } => {
+            let origin = net.display().to_string();
+            let desc = compiler::parse(&read(&net)?, &origin)?;
+            let chip_desc = load_chip(chip.as_deref())?;
+            let dataset = load_data(&data, None, None)?;
+            let table =
+                sigchip::accuracy::table(&desc, &chip_desc, &dataset, epochs, seed, &mut |what| {
+                    eprintln!("training {what}");
+                })?;
+            let mut command =
+                format!("sigchip accuracy {origin} --data {data} --epochs {epochs} --seed {seed}");
+            if let Some(c) = &chip {
+                command += &format!(" --chip {}", c.display());
+            }
+            if let Some(o) = &out {
+                command += &format!(" --out {}", o.display());
+            }
+            let section = table.markdown(&command);
+            print!("{section}");
+            if let Some(o) = out {
+                let doc = std::fs::read_to_string(&o).unwrap_or_default();
+                let key = format!("{}:{}", table.network, table.data);
+                write(&o, &sigchip::accuracy::splice(&doc, &key, &section))?;
+                eprintln!("table written to {}", o.display());
             }
         }
         Command::Disasm { program } => {

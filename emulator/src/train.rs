@@ -25,6 +25,18 @@ pub struct TrainOptions {
 /// Progress callback: (samples done, samples total, phase name).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64, &str);
 
+/// The order of the training samples in `epoch`: a Fisher-Yates shuffle driven by SplitMix64
+/// seeded `seed ^ epoch * 0x9E37_79B9_7F4A_7C15`. The software references use it too, so every
+/// backend sees the samples in the same order.
+pub fn epoch_order(n: usize, seed: u64, epoch: u32) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = SplitMix64::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    order
+}
+
 /// Converts raw pixels to the input port's format: `round(p / max * 2^frac)`, saturated.
 pub fn encode_input(pixels: &[u8], max: u8, fmt: QFormat, out: &mut Vec<i32>) {
     out.clear();
@@ -150,12 +162,7 @@ pub fn train(
     let mut train_counters = Counters::default();
     for epoch in 0..opts.epochs {
         let before = m.counters.clone();
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut rng =
-            SplitMix64::new(opts.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        for i in (1..n).rev() {
-            order.swap(i, rng.below(i as u64 + 1) as usize);
-        }
+        let order = epoch_order(n, opts.seed, epoch);
         let mut correct = 0u64;
         for (j, &i) in order.iter().enumerate() {
             if step.is_multiple_of(net.target_refresh as u64) {

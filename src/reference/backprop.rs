@@ -146,6 +146,12 @@ impl BackpropF32 {
 }
 
 impl Model for BackpropF32 {
+    fn finite(&self) -> bool {
+        self.layers
+            .iter()
+            .all(|l| l.weights.iter().all(|w| w.is_finite()))
+    }
+
     fn train_sample(&mut self, _step: u64, x: &[f32], label: usize) -> usize {
         self.step(x, label)
     }

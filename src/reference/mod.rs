@@ -22,7 +22,6 @@ use serde::Serialize;
 use sigchip_compiler::ValidNetwork;
 use sigchip_emulator::data::{Dataset, Split};
 use sigchip_emulator::train::EpochLog;
-use sigchip_isa::rng::SplitMix64;
 use sigchip_isa::Activation;
 use std::fmt;
 use std::time::Instant;
@@ -125,6 +124,8 @@ pub struct F32Report {
     pub shuffle_seed: u64,
     pub train_samples: u64,
     pub accuracy: Accuracy,
+    /// Whether training diverged: some parameter is no longer finite.
+    pub diverged: bool,
     /// Wall-clock figures of the host: the only part that differs between identical runs.
     pub host: Host,
 }
@@ -171,6 +172,12 @@ impl fmt::Display for F32Report {
             "  final       train {:.4}            test {:.4}",
             self.accuracy.train, self.accuracy.test
         )?;
+        if self.diverged {
+            writeln!(
+                f,
+                "\nDIVERGED: parameters are no longer finite (activations grew without bound)"
+            )?;
+        }
         writeln!(
             f,
             "\nhost    {:.2} s, {:.0} training samples/s",
@@ -188,6 +195,9 @@ pub trait Model {
     fn begin_eval(&mut self);
     /// The prediction for one input.
     fn predict(&mut self, x: &[f32]) -> usize;
+    /// Whether every parameter is still a finite number (float has no saturation: a loss whose
+    /// activations grow without bound ends in infinities and NaN).
+    fn finite(&self) -> bool;
 }
 
 /// Trains `net` in f32 with `algorithm` on the training split of `data`, then evaluates it.
@@ -261,6 +271,7 @@ pub fn train_model(
             test,
             per_epoch,
         },
+        diverged: !m.finite(),
         host: Host {
             seconds,
             train_samples_per_second: step as f64 / seconds.max(1e-9),
@@ -292,16 +303,8 @@ pub fn evaluate(
     }
 }
 
-/// The order of the training samples in `epoch`: exactly the chip's (`sigchip_emulator::train`),
-/// a Fisher-Yates shuffle driven by SplitMix64 seeded `seed ^ epoch * 0x9E37_79B9_7F4A_7C15`.
-pub fn epoch_order(n: usize, seed: u64, epoch: u32) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = SplitMix64::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    for i in (1..n).rev() {
-        order.swap(i, rng.below(i as u64 + 1) as usize);
-    }
-    order
-}
+/// The order of the training samples in `epoch`: the chip's own shuffle.
+pub use sigchip_emulator::train::epoch_order;
 
 /// Raw pixels to floats: `p / max` (a `max` of 0 counts as 1, as on the chip).
 pub fn encode_input(pixels: &[u8], max: u8, out: &mut Vec<f32>) {

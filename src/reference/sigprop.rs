@@ -239,6 +239,14 @@ impl SigpropF32 {
 }
 
 impl Model for SigpropF32 {
+    fn finite(&self) -> bool {
+        self.hidden
+            .iter()
+            .chain(self.output.iter().map(|(o, _)| o))
+            .all(|l| l.weights.iter().all(|w| w.is_finite()))
+            && self.projection.iter().all(|w| w.is_finite())
+    }
+
     fn train_sample(&mut self, step: u64, x: &[f32], label: usize) -> usize {
         if step % self.target_refresh == 0 {
             self.refresh_targets();
