@@ -265,6 +265,7 @@ mod properties {
                         lr_shift: 5,
                         readout_lr_shift: None,
                         rounding: Rounding::Stochastic,
+                        anneal_every: None,
                     },
                     bias: true,
                     seed,

@@ -244,6 +244,7 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
             seed: desc.seed,
             target_refresh: desc.target_refresh,
             targets: desc.targets,
+            lr_anneal_every: desc.learning.anneal_every,
         },
         layers,
         cores,

@@ -87,6 +87,9 @@ pub struct LearningDesc {
     /// Learning rate shift of the output layer (`output_layer` readout); defaults to `lr_shift`.
     pub readout_lr_shift: Option<u8>,
     pub rounding: Rounding,
+    /// Every this many training samples, every learning-rate shift grows by one (the rate
+    /// halves); unset = a constant rate.
+    pub anneal_every: Option<u64>,
 }
 
 impl Default for LearningDesc {
@@ -95,6 +98,7 @@ impl Default for LearningDesc {
             lr_shift: 6,
             readout_lr_shift: None,
             rounding: Rounding::Stochastic,
+            anneal_every: None,
         }
     }
 }

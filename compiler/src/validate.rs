@@ -151,6 +151,12 @@ pub fn validate(desc: NetworkDesc, origin: &str) -> Result<ValidNetwork, Validat
             ),
         );
     }
+    if desc.learning.anneal_every == Some(0) {
+        bad(
+            "learning.anneal_every".into(),
+            "is 0, must be at least 1 sample (or left out)".into(),
+        );
+    }
     let lr_ok = |s: u8| s <= 30;
     if !lr_ok(desc.learning.lr_shift) {
         bad(

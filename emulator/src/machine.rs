@@ -570,7 +570,9 @@ impl Machine {
                     }
                     _ => (&core.inb[..], &core.delta, layer.delta_frac, 0),
                 };
-                let shift = frac + layer.in_frac - layer.weight_fmt.frac as i32 + layer.lr;
+                let shift = frac + layer.in_frac - layer.weight_fmt.frac as i32
+                    + layer.lr
+                    + self.program.network.lr_anneal(self.update_step);
                 let key = UpdateKey {
                     seed: self.program.network.seed,
                     layer: layer.index,
@@ -600,7 +602,9 @@ impl Machine {
                     .as_mut()
                     .expect("verified: updp only on projection cores");
                 // The target stream's input is one-hot: row `class` and the bias row see a 1.
-                let shift = layer.deltat_frac - fmt.frac as i32 + layer.lr;
+                let shift = layer.deltat_frac - fmt.frac as i32
+                    + layer.lr
+                    + self.program.network.lr_anneal(self.update_step);
                 let k = class.0 as usize;
                 for (row, sub) in [(k, 1 + k as u64), (classes, 300 + k as u64)] {
                     let key = UpdateKey {

@@ -44,6 +44,18 @@ pub struct NetworkInfo {
     pub target_refresh: u32,
     /// Whether the target stream also learns (`learned`) or is held constant (`constant`).
     pub targets: TargetMode,
+    /// Every this many training samples every learning-rate shift grows by one (a counter and
+    /// an adder in the learning unit); `None` keeps the rates constant.
+    #[serde(default)]
+    pub lr_anneal_every: Option<u64>,
+}
+
+impl NetworkInfo {
+    /// What the learning-rate shifts grow by before training sample `step` (0-based).
+    pub fn lr_anneal(&self, step: u64) -> i32 {
+        self.lr_anneal_every
+            .map_or(0, |n| (step / n).min(31) as i32)
+    }
 }
 
 /// How the network's prediction is read out.

@@ -28,6 +28,10 @@ pub struct BackpropF32 {
     pub layers: Vec<Dense>,
     /// Learning rate of each layer.
     pub lr: Vec<f32>,
+    /// Every this many samples every learning rate halves (`learning.anneal_every`).
+    pub anneal_every: Option<u64>,
+    /// The current factor of the learning rates.
+    pub lr_scale: f32,
 }
 
 impl BackpropF32 {
@@ -67,7 +71,12 @@ impl BackpropF32 {
         let mut lrs: Vec<f32> = hidden_shifts.into_iter().map(lr).collect();
         lrs.push(lr(out_shift));
         debug_assert_eq!(lrs.len(), layers.len());
-        BackpropF32 { layers, lr: lrs }
+        BackpropF32 {
+            layers,
+            lr: lrs,
+            anneal_every: desc.learning.anneal_every,
+            lr_scale: 1.0,
+        }
     }
 
     /// Every layer's output, the logits last.
@@ -138,7 +147,7 @@ impl BackpropF32 {
         let prediction = argmax(hs.last().expect("an output layer"));
         for l in 0..self.layers.len() {
             let input = if l == 0 { x } else { &hs[l - 1] };
-            let lr = self.lr[l];
+            let lr = self.lr[l] * self.lr_scale;
             self.layers[l].update(input, &deltas[l], lr);
         }
         prediction
@@ -152,7 +161,8 @@ impl Model for BackpropF32 {
             .all(|l| l.weights.iter().all(|w| w.is_finite()))
     }
 
-    fn train_sample(&mut self, _step: u64, x: &[f32], label: usize) -> usize {
+    fn train_sample(&mut self, step: u64, x: &[f32], label: usize) -> usize {
+        self.lr_scale = super::anneal_scale(self.anneal_every, step);
         self.step(x, label)
     }
 

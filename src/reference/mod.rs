@@ -425,6 +425,12 @@ pub fn argmax(v: &[f32]) -> usize {
     best
 }
 
+/// The learning-rate factor before training sample `step`: halved every `every` samples, as
+/// the chip's shifts grow by one.
+pub fn anneal_scale(every: Option<u64>, step: u64) -> f32 {
+    every.map_or(1.0, |n| 0.5f32.powi((step / n).min(31) as i32))
+}
+
 /// Learning rate `2^-shift`.
 pub fn lr(shift: u8) -> f32 {
     (-(shift as f32)).exp2()

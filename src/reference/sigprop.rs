@@ -22,7 +22,7 @@
 //! `t_i^k = f_i(W_i^T t_{i-1}^k + b_i)`, are recomputed before the first training sample, every
 //! `target_refresh` training samples and before every evaluation, as on the chip.
 
-use super::{activate, argmax, derivative, lr, lr_shifts, softmax_err, Dense, Model};
+use super::{activate, anneal_scale, argmax, derivative, lr, lr_shifts, softmax_err, Dense, Model};
 use sigchip_compiler::quantize::initial_weights;
 use sigchip_compiler::validate::Node;
 use sigchip_compiler::{LossKind, ValidNetwork};
@@ -38,6 +38,10 @@ pub struct SigpropF32 {
     pub hidden: Vec<Dense>,
     /// Learning rate of each hidden layer.
     pub hidden_lr: Vec<f32>,
+    /// Every this many samples every learning rate halves (`learning.anneal_every`).
+    pub anneal_every: Option<u64>,
+    /// The current factor of the learning rates, `2^-(step / anneal_every)`.
+    pub lr_scale: f32,
     /// The `output_layer` readout (identity, `classes` wide) and its learning rate.
     pub output: Option<(Dense, f32)>,
     /// The layer-1 target projection, `(classes + 1) x width_1`, the last row its bias.
@@ -89,6 +93,8 @@ impl SigpropF32 {
             loss: desc.loss,
             hidden,
             hidden_lr: hidden_shifts.into_iter().map(lr).collect(),
+            anneal_every: desc.learning.anneal_every,
+            lr_scale: 1.0,
             output,
             projection,
             projection_learned: desc.projection == ProjectionMode::Learned,
@@ -169,7 +175,7 @@ impl SigpropF32 {
             let h = &hs[i];
             let input = if i == 0 { x } else { &hs[i - 1] };
             let f = self.hidden[i].activation;
-            let lr = self.hidden_lr[i];
+            let lr = self.hidden_lr[i] * self.lr_scale;
             let w = self.hidden[i].width;
             if let LossKind::L2 | LossKind::Hebbian { .. } = self.loss {
                 // Per-neuron mismatch with the label's target.
@@ -232,7 +238,7 @@ impl SigpropF32 {
         if let Some((o, lr)) = &mut self.output {
             let n = hs.len() - 1;
             softmax_err(&hs[n], y, &mut err);
-            o.update(&hs[n - 1], &err, *lr);
+            o.update(&hs[n - 1], &err, *lr * self.lr_scale);
         }
         prediction
     }
@@ -251,6 +257,7 @@ impl Model for SigpropF32 {
         if step % self.target_refresh == 0 {
             self.refresh_targets();
         }
+        self.lr_scale = anneal_scale(self.anneal_every, step);
         self.step(x, label)
     }
 

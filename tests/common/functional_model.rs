@@ -201,6 +201,8 @@ pub struct Model {
     pub prob: QFormat,
     /// Training samples processed so far.
     pub steps: u64,
+    /// Every this many samples the learning-rate shifts grow by one.
+    pub anneal_every: Option<u64>,
 }
 
 /// What one forward pass gives.
@@ -390,6 +392,7 @@ impl Model {
             acc: QFormat::new(p.chip.bits.accumulator, 0),
             prob: p.chip.probability_format(),
             steps: 0,
+            anneal_every: p.network.lr_anneal_every,
         }
     }
 
@@ -481,7 +484,8 @@ impl Model {
                 LocalLoss::Hebbian { pre: Pre::Target } => prev_t.unwrap_or_else(|| x.clone()),
                 _ => x.clone(),
             };
-            learn(l, &pre, h, label, pf, self.prob, seed, step);
+            let anneal = self.anneal_every.map_or(0, |n| (step / n) as i32);
+            learn(l, &pre, h, label, pf, self.prob, seed, step, anneal);
         }
         self.steps += 1;
         pass
@@ -499,12 +503,15 @@ fn learn(
     prob: QFormat,
     seed: u64,
     step: u64,
+    anneal: i32,
 ) {
-    let (s, frac) = l.scores(h);
-    let err = if s.is_empty() {
-        Vec::new()
-    } else {
-        softmax_err(&s, frac, label, prob)
+    // Only the softmax losses use class errors; the per-neuron ones compare with t[label].
+    let err = match l.loss {
+        LocalLoss::LabelDirect | LocalLoss::CrossEntropy => {
+            let (s, frac) = l.scores(h);
+            softmax_err(&s, frac, label, prob)
+        }
+        _ => Vec::new(),
     };
     let err32 = QFormat::new(32, 0);
     let (delta, delta_frac): (Vec<i64>, i32) = match l.loss {
@@ -543,7 +550,7 @@ fn learn(
             l.outf,
         ),
     };
-    let shift = delta_frac + l.inf - l.wf + l.lr_shift;
+    let shift = delta_frac + l.inf - l.wf + l.lr_shift + anneal;
     let xin = l.with_bias(x);
     let (lo, hi) = (l.weight_format.min_raw(), l.weight_format.max_raw());
     for (r, &xr) in xin.iter().enumerate() {
