@@ -75,3 +75,72 @@ fn a_data_set_of_the_wrong_shape_is_refused() {
         "{err}"
     );
 }
+
+/// A short deterministic run of each on-chip local loss: accuracy, activity, cycles and events.
+#[test]
+fn each_loss_short_training_snapshot() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits.ron"))
+        .unwrap();
+    let mut d = data::digits();
+    d.train.truncate(600);
+    d.test.truncate(120);
+    for loss in [
+        "label_direct",
+        "l2",
+        "hebbian(pre: target)",
+        "hebbian(pre: data)",
+    ] {
+        let net = text.replace("loss: label_direct,", &format!("loss: {loss},"));
+        let program = compiler::compile_str(&net, "digits", &ChipDescription::default())
+            .unwrap()
+            .program;
+        let (_, report) = emulator::train(
+            program,
+            &d,
+            &TrainOptions { epochs: 2, seed: 3 },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        let summary = serde_json::json!({
+            "accuracy": json["accuracy"],
+            "activity": json["activity"],
+            "cycles_per_train_sample": json["timing"]["cycles_per_train_sample"],
+            "cycles_per_inference": json["timing"]["cycles_per_inference"],
+            "saturations_by_kind": json["saturations_by_kind"],
+            "train_events": {
+                "synaptic_ops": json["events"]["train"]["synaptic_ops"],
+                "weight_updates": json["events"]["train"]["weight_updates"],
+                "packets": json["events"]["train"]["packets"],
+            },
+            "memory_by_kind": json["memory"]["by_kind"],
+        });
+        insta::assert_json_snapshot!(
+            format!("loss_{}", loss.replace(['(', ')', ':', ' '], "_")),
+            summary
+        );
+    }
+}
+
+#[test]
+fn an_unknown_loss_is_named_with_the_known_ones() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits.ron"))
+        .unwrap();
+    let net = text.replace("loss: label_direct,", "loss: label_directo,");
+    let err = compiler::compile_str(&net, "net.ron", &ChipDescription::default())
+        .unwrap_err()
+        .to_string();
+    for needle in ["net.ron:", "label_directo", "label_direct", "l2", "hebbian"] {
+        assert!(err.contains(needle), "missing `{needle}` in: {err}");
+    }
+    let net = text
+        .replace("loss: label_direct,", "loss: l2,")
+        .replace("targets: constant", "targets: learned");
+    let err = compiler::compile_str(&net, "net.ron", &ChipDescription::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("targets: is `learned`") && err.contains("label_direct"),
+        "{err}"
+    );
+}

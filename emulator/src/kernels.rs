@@ -433,6 +433,65 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// `label_direct`'s error signal against the same formula in float with the exact
+        /// softmax: `|delta - delta_float| <= (0.025 + 2^-15) * sum_k |t_kj|` (the softmax bound
+        /// of each class error, carried through the sum over classes).
+        #[test]
+        fn label_direct_delta_is_within_the_softmax_bound(
+            classes in 2usize..8,
+            n in 1usize..16,
+            seed in proptest::prelude::any::<u64>(),
+            label_pick in 0usize..8,
+        ) {
+            let mut rng = sigchip_isa::rng::SplitMix64::new(seed);
+            let out: Vec<i32> = (0..n).map(|_| rng.below(128) as i32).collect();
+            let tgt: Vec<i32> = (0..classes * n).map(|_| rng.below(128) as i32).collect();
+            let label = label_pick % classes;
+            let (outf, prob) = (5, QFormat::new(16, 15));
+            let mut score = vec![0i64; classes];
+            score_targets(&out, &tgt, &mut score);
+            let mut err = vec![0i32; classes];
+            softmax_err(&score, 2 * outf, label, prob, &mut err);
+            let mut delta = vec![0i64; n];
+            delta_targets(&err, &tgt, &out, Activation::Identity, &mut delta);
+            let real = |raw: i32| raw as f64 / 32.0;
+            let s: Vec<f64> = (0..classes)
+                .map(|k| (0..n).map(|j| real(out[j]) * real(tgt[k * n + j])).sum())
+                .collect();
+            let m = s.iter().cloned().fold(f64::MIN, f64::max);
+            let z: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+            let total: f64 = z.iter().sum();
+            for j in 0..n {
+                let exact: f64 = (0..classes)
+                    .map(|k| (z[k] / total - (k == label) as u8 as f64) * real(tgt[k * n + j]))
+                    .sum();
+                let got = delta[j] as f64 / (1u64 << (15 + outf)) as f64;
+                let bound: f64 = (0.025 + 1.0 / 32768.0) * (0..classes).map(|k| real(tgt[k * n + j]).abs()).sum::<f64>();
+                proptest::prop_assert!((got - exact).abs() <= bound + 1e-12, "neuron {}: {} vs {} (bound {})", j, got, exact, bound);
+            }
+        }
+
+        /// `l2` and `hebbian`'s error signals are exact: `f'(h) (h - t)` and `h - t` in the
+        /// output format.
+        #[test]
+        fn per_neuron_deltas_are_exact(h in proptest::collection::vec(-128i32..128, 1..20), shift in 1u8..4, seed in proptest::prelude::any::<u64>()) {
+            let mut rng = sigchip_isa::rng::SplitMix64::new(seed);
+            let t: Vec<i32> = h.iter().map(|_| rng.below(256) as i32 - 128).collect();
+            let mut d = vec![0i64; h.len()];
+            delta_mismatch(&h, &t, None, &mut d);
+            for j in 0..h.len() {
+                proptest::prop_assert_eq!(d[j], (h[j] - t[j]) as i64);
+            }
+            let f = Activation::LeakyRelu { shift };
+            delta_mismatch(&h, &t, Some(f), &mut d);
+            for j in 0..h.len() {
+                let e = (h[j] - t[j]) as i64;
+                proptest::prop_assert_eq!(d[j], if h[j] < 0 { e >> shift } else { e });
+            }
+        }
+    }
+
     #[test]
     fn mvm_skips_zero_inputs_and_saturates() {
         let w = [1, 2, 3, 4, 5, 6];
