@@ -330,14 +330,13 @@ fn backprop_is_refused_with_what_it_would_need() {
         panic!("{err}")
     };
     // Layer 2 is 3 row tiles over layer 1's 2 column tiles: rows 0..171 meet one, 171..342 both,
-    // 342..512 one (4 routes); the output layer's 2 row tiles each meet layer 2's one column (2).
-    // Every core of layers 2 and 3 (3 + 2) reads its crossbar transposed.
+    // 342..512 one: 4 routes. Each of layer 2's 3 cores reads its crossbar transposed.
     assert_eq!(
         (n.backward_routes, n.transposed_reads, n.cross_layer_reads),
-        (6, 5, 0)
+        (4, 3, 0)
     );
     let text = err.to_string();
-    assert!(text.starts_with("backprop cannot be lowered to this forward-only chip: it needs 6 backward routes and 5 transposed crossbar reads"), "{text}");
+    assert!(text.starts_with("backprop cannot be lowered to this forward-only chip: it needs 4 backward routes and 3 transposed crossbar reads"), "{text}");
     assert!(
         text.contains("backward route: route") && text.contains("transposed crossbar read: core"),
         "{text}"
