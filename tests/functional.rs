@@ -33,6 +33,8 @@ struct Net {
     readout: Readout,
     /// The hidden layers' local loss.
     loss: LossKind,
+    /// Layer 1's target projection (fixed ones: learned ones need learned targets).
+    projection: ProjectionMode,
     rounding: Rounding,
     lr_shift: u8,
     readout_lr_shift: Option<u8>,
@@ -64,7 +66,7 @@ impl Net {
                     lr_shift,
                 })
                 .collect(),
-            projection: ProjectionMode::FixedRandom,
+            projection: self.projection,
             loss: self.loss,
             targets: TargetMode::Constant,
             target_refresh: self.target_refresh,
@@ -265,6 +267,10 @@ fn net() -> impl Strategy<Value = Net> {
                 1 => Just(LossKind::Hebbian { pre: Pre::Target }),
                 1 => Just(LossKind::Hebbian { pre: Pre::Data }),
             ],
+            prop_oneof![
+                Just(ProjectionMode::FixedRandom),
+                Just(ProjectionMode::ToInput)
+            ],
         ),
         0u8..=8,
         (
@@ -283,7 +289,7 @@ fn net() -> impl Strategy<Value = Net> {
                 hidden,
                 classes,
                 readout,
-                (rounding, loss),
+                (rounding, loss, projection),
                 lr_shift,
                 (readout_lr_shift, anneal_every),
                 target_refresh,
@@ -297,6 +303,7 @@ fn net() -> impl Strategy<Value = Net> {
                 classes,
                 readout,
                 loss,
+                projection,
                 rounding,
                 lr_shift,
                 readout_lr_shift,

@@ -120,6 +120,7 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
         })
         .collect();
     let route_inputs = route::RouteInputs {
+        to_input: desc.projection == ProjectionMode::ToInput,
         losses: &losses,
         tilings: &tilings,
         placement: &placement,
@@ -131,6 +132,7 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
     let routes = route::route(&route_inputs);
     let keeps_targets_until = route_inputs.keeps_targets_until();
     let streams = schedule::schedule(&schedule::ScheduleInputs {
+        to_input: desc.projection == ProjectionMode::ToInput,
         losses: &losses,
         placement: &placement,
         routes: &routes,
@@ -175,10 +177,18 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
             loss: losses[l],
             lr_shift,
             rounding: desc.learning.rounding,
-            projection: q.projection.as_ref().map(|(format, _)| ProjectionInfo {
-                mode: desc.projection,
-                format: *format,
-            }),
+            projection: match (&q.projection, desc.projection) {
+                (Some((format, _)), mode) => Some(ProjectionInfo {
+                    mode,
+                    format: *format,
+                }),
+                // The input port projects the targets, in the input's format.
+                (None, ProjectionMode::ToInput) if l == 0 => Some(ProjectionInfo {
+                    mode: ProjectionMode::ToInput,
+                    format: quant.input_format,
+                }),
+                (None, _) => None,
+            },
             keeps_targets: l < keeps_targets_until,
             row_tiles: tiling.row_ranges.len() as u32,
             col_tiles: tiling.col_ranges.len() as u32,

@@ -87,14 +87,17 @@ pub fn initial_weights(net: &ValidNetwork) -> Vec<FloatLayer> {
         let weights = (0..rows as usize * width as usize)
             .map(|_| rng.uniform(bound))
             .collect();
-        let projection = (i == 0).then(|| match desc.projection {
+        let projection = (i == 0 && desc.projection != ProjectionMode::ToInput).then(|| match desc
+            .projection
+        {
             // The chip regenerates a fixed projection from the seed with an LFSR; in float it
             // is the same sequence at 16-bit resolution.
             ProjectionMode::FixedRandom => (0..desc.classes + 1)
                 .flat_map(|r| fixed_projection_row(desc.seed, r, 0, width, 16))
                 .map(|v| v as f64 / (1 << 14) as f64)
                 .collect(),
-            ProjectionMode::Learned => (0..(desc.classes + 1) as usize * width as usize)
+            ProjectionMode::Learned | ProjectionMode::ToInput => (0..(desc.classes + 1) as usize
+                * width as usize)
                 .map(|_| rng.uniform(1.0))
                 .collect(),
         });
@@ -140,7 +143,7 @@ pub fn quantize(net: &ValidNetwork, chip: &ChipDescription) -> Quantized {
                     let err = error_of(&label, pf, p, &values, 0);
                     (values, err)
                 }
-                ProjectionMode::Learned => convert(&label, pf, p),
+                ProjectionMode::Learned | ProjectionMode::ToInput => convert(&label, pf, p),
             };
             errors.push(err);
             (pf, values)

@@ -96,6 +96,8 @@ impl RouteTable {
 
 /// Facts about the network the routes depend on.
 pub struct RouteInputs<'a> {
+    /// Layer 1's targets come through its crossbar from the input port (`to_input`).
+    pub to_input: bool,
     /// Local loss of each layer.
     pub losses: &'a [LocalLoss],
     pub tilings: &'a [LayerTiling],
@@ -203,7 +205,10 @@ pub fn route(x: &RouteInputs) -> RouteTable {
                     Buf::Delta,
                     0,
                 );
-                if x.targets == TargetMode::Learned && l > 0 && l < x.keeps_targets_until() {
+                if x.targets == TargetMode::Learned
+                    && (l > 0 || x.to_input)
+                    && l < x.keeps_targets_until()
+                {
                     t.add(
                         Purpose::DeltaT { dst: peer },
                         core(reducer),

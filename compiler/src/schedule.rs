@@ -14,6 +14,8 @@ use sigchip_isa::{
 
 /// What the schedule needs to know.
 pub struct ScheduleInputs<'a> {
+    /// Layer 1's targets come through its crossbar from the input port (`to_input`).
+    pub to_input: bool,
     /// Local loss of each layer.
     pub losses: &'a [LocalLoss],
     pub placement: &'a Placement,
@@ -156,7 +158,7 @@ fn learn(x: &ScheduleInputs, at: At) -> Vec<Instr> {
         // no softmax, no exchange but the reducer's errors to its row tiles.
         let (mode, pre) = match loss {
             // Layer 1's target stream does not pass through its weights: it learns from its data.
-            LocalLoss::Hebbian { pre } if at.l > 0 => (DeltaMode::Hebbian, pre),
+            LocalLoss::Hebbian { pre } if at.l > 0 || x.to_input => (DeltaMode::Hebbian, pre),
             LocalLoss::Hebbian { .. } => (DeltaMode::Hebbian, Pre::Data),
             _ => (DeltaMode::L2, Pre::Data),
         };
@@ -184,7 +186,8 @@ fn learn(x: &ScheduleInputs, at: At) -> Vec<Instr> {
             route: x.route(Purpose::Delta { dst: at.me }),
         });
         s.push(Instr::Upd { pre: Pre::Data });
-        if learned && at.l > 0 {
+        // Peers learn from the target stream where it passes through the crossbar.
+        if learned && (at.l > 0 || x.to_input) {
             for k in 0..classes {
                 s.push(Instr::Recv {
                     route: x.route(Purpose::DeltaT { dst: at.me }),
@@ -231,7 +234,7 @@ fn learn(x: &ScheduleInputs, at: At) -> Vec<Instr> {
     if learned {
         for k in 0..classes {
             s.push(Instr::DeltaT { class: Class(k) });
-            if at.l == 0 {
+            if at.l == 0 && !x.to_input {
                 s.push(Instr::UpdP { class: Class(k) });
             } else {
                 for &p in &peers {
@@ -252,7 +255,7 @@ fn targets(x: &ScheduleInputs, at: At) -> Vec<Instr> {
     let learned = x.targets == TargetMode::Learned || x.losses[at.l].needs_target_inputs();
     let next_keeps = at.l + 1 < x.keeps_targets_until;
     for k in 0..x.classes as u8 {
-        if at.l == 0 {
+        if at.l == 0 && !x.to_input {
             // Layer 1 looks its targets up in the projection: only reducers hold one.
             if at.rt > 0 {
                 continue;

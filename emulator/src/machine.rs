@@ -295,20 +295,37 @@ impl Machine {
         }
         // The input port sends the sample's slices, then (when learning) the label.
         let mut port = start;
-        let learning = phases.contains(&Phase::Learn);
-        for (i, r) in self.program.routes.iter().enumerate() {
-            if r.src != Endpoint::Input {
-                continue;
+        // The input port sends, in order: the projected class targets (`to_input`, targets
+        // phase), the sample's slices (forward phase), the label (when learning).
+        let mut messages: Vec<(usize, Vec<i64>)> = Vec::new();
+        let slice = |r: &sigchip_isa::Route, x: &[i32]| -> Vec<i64> {
+            x[r.src_start as usize..(r.src_start + r.len) as usize]
+                .iter()
+                .map(|&v| v as i64)
+                .collect()
+        };
+        if phases.contains(&Phase::Targets) && self.program.projects_to_input() {
+            for k in 0..classes as u32 {
+                let projected = self.program.input_projection(k);
+                for (i, r) in self.program.routes.iter().enumerate() {
+                    if r.src == Endpoint::Input && r.src_buf == Buf::In {
+                        messages.push((i, slice(r, &projected)));
+                    }
+                }
             }
-            let values: Vec<i64> = match (r.src_buf, input, label) {
-                (Buf::In, Some(x), _) if phases.contains(&Phase::Forward) => x
-                    [r.src_start as usize..(r.src_start + r.len) as usize]
-                    .iter()
-                    .map(|&v| v as i64)
-                    .collect(),
-                (Buf::Label, _, Some(y)) if learning => vec![y as i64],
-                _ => continue,
-            };
+        }
+        for (i, r) in self.program.routes.iter().enumerate() {
+            match (r.src, r.src_buf, input, label) {
+                (Endpoint::Input, Buf::In, Some(x), _) if phases.contains(&Phase::Forward) => {
+                    messages.push((i, slice(r, x)))
+                }
+                (Endpoint::Input, Buf::Label, _, Some(y)) if phases.contains(&Phase::Learn) => {
+                    messages.push((i, vec![y as i64]))
+                }
+                _ => {}
+            }
+        }
+        for (i, values) in messages {
             let n = timing::packets(&values);
             port += costs.send_packet as u64 * n;
             self.counters.packets += n;

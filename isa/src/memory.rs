@@ -129,7 +129,7 @@ fn core_memory(program: &Program, core: &CoreProgram, route_entries: u32) -> Cor
         targets += classes * core.tile.cols as u64 * act;
     }
     if layer.keeps_targets
-        && layer.id.0 > 1
+        && (layer.id.0 > 1 || program.projects_to_input())
         && (program.network.targets == TargetMode::Learned || layer.loss.needs_target_inputs())
     {
         targets += classes * core.tile.rows as u64 * act;

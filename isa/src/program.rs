@@ -161,6 +161,10 @@ pub enum Rounding {
 pub enum ProjectionMode {
     Learned,
     FixedRandom,
+    /// `c` is projected to the input's shape by a fixed random matrix the input port regenerates
+    /// with an LFSR ([`Program::input_projection`]), and layer 1's crossbar processes it like
+    /// data: the target stream goes through `W1`.
+    ToInput,
 }
 
 /// Per-layer facts: shape, formats, activation, loss, learning parameters and its cores.
@@ -471,6 +475,28 @@ impl Program {
     pub fn to_ron(&self) -> String {
         let config = ron::ser::PrettyConfig::default().struct_names(false);
         ron::ser::to_string_pretty(self, config).expect("a program always serializes")
+    }
+
+    /// Whether the input port projects the targets to the input's shape (`to_input`).
+    pub fn projects_to_input(&self) -> bool {
+        self.layers
+            .first()
+            .and_then(|l| l.projection)
+            .is_some_and(|p| p.mode == ProjectionMode::ToInput)
+    }
+
+    /// The input port's projected target of `class` (`to_input`), in the input format: the
+    /// class's LFSR row over the input values, uniform in [-1, 1).
+    pub fn input_projection(&self, class: u32) -> Vec<i32> {
+        let f = self.network.input_format;
+        let raw = crate::rng::fixed_projection_row(
+            self.network.seed,
+            class,
+            0,
+            self.network.input_len,
+            f.frac as u8 + 2,
+        );
+        raw.into_iter().map(|v| f.saturate(v as i64).0).collect()
     }
 
     /// Whether a core can look targets up in a projection (stored or regenerated).

@@ -26,6 +26,7 @@ use super::{activate, anneal_scale, argmax, derivative, lr, lr_shifts, softmax_e
 use sigchip_compiler::quantize::initial_weights;
 use sigchip_compiler::validate::Node;
 use sigchip_compiler::{LossKind, ValidNetwork};
+use sigchip_isa::rng::fixed_projection_row;
 use sigchip_isa::{Activation, Pre, ProjectionMode, Readout, TargetMode};
 
 /// A sigprop network in f32.
@@ -46,6 +47,8 @@ pub struct SigpropF32 {
     pub output: Option<(Dense, f32)>,
     /// The layer-1 target projection, `(classes + 1) x width_1`, the last row its bias.
     pub projection: Vec<f32>,
+    /// `to_input`: the projected target of each class, `classes x inputs`.
+    pub input_projection: Option<Vec<f32>>,
     pub projection_learned: bool,
     pub targets_learned: bool,
     /// Refresh the class targets every this many training samples.
@@ -98,6 +101,13 @@ impl SigpropF32 {
             output,
             projection,
             projection_learned: desc.projection == ProjectionMode::Learned,
+            // The chip's input port regenerates the same LFSR rows, truncated to its format.
+            input_projection: (desc.projection == ProjectionMode::ToInput).then(|| {
+                (0..desc.classes)
+                    .flat_map(|k| fixed_projection_row(desc.seed, k, 0, desc.input, 16))
+                    .map(|v| v as f32 / (1 << 14) as f32)
+                    .collect()
+            }),
             targets_learned: desc.targets == TargetMode::Learned,
             target_refresh: desc.target_refresh.max(1) as u64,
             targets,
@@ -116,9 +126,16 @@ impl SigpropF32 {
         let f1 = self.hidden[0].activation;
         let mut t = Vec::new();
         for k in 0..self.classes {
-            let s = &self.projection;
-            for (c, dst) in self.targets[0][k * w1..(k + 1) * w1].iter_mut().enumerate() {
-                *dst = activate(f1, s[k * w1 + c] + s[self.classes * w1 + c]);
+            if let Some(c) = &self.input_projection {
+                // `to_input`: the projected target goes through W1 like data.
+                let n = self.hidden[0].inputs;
+                self.hidden[0].forward(&c[k * n..(k + 1) * n], &mut t);
+                self.targets[0][k * w1..(k + 1) * w1].copy_from_slice(&t);
+            } else {
+                let s = &self.projection;
+                for (c, dst) in self.targets[0][k * w1..(k + 1) * w1].iter_mut().enumerate() {
+                    *dst = activate(f1, s[k * w1 + c] + s[self.classes * w1 + c]);
+                }
             }
             for i in 1..self.hidden.len() {
                 let (below, here) = self.targets.split_at_mut(i);
@@ -188,9 +205,16 @@ impl SigpropF32 {
                         .collect(),
                     _ => h.iter().zip(t).map(|(&hj, &tj)| hj - tj).collect(),
                 };
-                if i > 0 && self.loss == (LossKind::Hebbian { pre: Pre::Target }) {
-                    let wp = self.hidden[i - 1].width;
-                    let tin = &self.targets[i - 1][y * wp..(y + 1) * wp];
+                if self.loss == (LossKind::Hebbian { pre: Pre::Target })
+                    && (i > 0 || self.input_projection.is_some())
+                {
+                    let tin = if i > 0 {
+                        let wp = self.hidden[i - 1].width;
+                        &self.targets[i - 1][y * wp..(y + 1) * wp]
+                    } else {
+                        let n = self.hidden[0].inputs;
+                        &self.input_projection.as_ref().expect("checked")[y * n..(y + 1) * n]
+                    };
                     self.hidden[i].update(tin, &delta, lr);
                 } else {
                     self.hidden[i].update(input, &delta, lr);
@@ -209,7 +233,9 @@ impl SigpropF32 {
                 *d *= derivative(f, hj);
             }
             // Target stream: deltat^k_j = f'(t^k_j) err_k h_j, on the stored targets.
-            if self.targets_learned && (i > 0 || self.projection_learned) {
+            if self.targets_learned
+                && (i > 0 || self.projection_learned || self.input_projection.is_some())
+            {
                 for (k, &e) in err.iter().enumerate() {
                     let deltat: Vec<f32> = self
                         .target(i, k)
@@ -221,6 +247,9 @@ impl SigpropF32 {
                         let wp = self.hidden[i - 1].width;
                         let tin = &self.targets[i - 1][k * wp..(k + 1) * wp];
                         self.hidden[i].update(tin, &deltat, lr);
+                    } else if let Some(c) = &self.input_projection {
+                        let n = self.hidden[0].inputs;
+                        self.hidden[0].update(&c[k * n..(k + 1) * n], &deltat, lr);
                     } else {
                         for row in [k, self.classes] {
                             for (s, &d) in self.projection[row * w..(row + 1) * w]

@@ -109,7 +109,9 @@ pub fn assemble_weights(p: &Program) -> Vec<Matrix> {
 /// bits, assembled from layer 1's column reducers (`row_tile == 0`).
 pub fn assemble_projection(p: &Program) -> Option<(i32, Matrix)> {
     let l1 = p.layers.first()?;
-    let info = l1.projection?;
+    let info = l1
+        .projection
+        .filter(|i| i.mode != ProjectionMode::ToInput)?;
     let rows = p.network.classes as usize + 1;
     let mut s: Vec<Vec<Option<i32>>> = vec![vec![None; l1.width as usize]; rows];
     for core in p.cores.iter().filter(|c| c.layer.0 == 1) {
@@ -203,6 +205,9 @@ pub struct Model {
     pub steps: u64,
     /// Every this many samples the learning-rate shifts grow by one.
     pub anneal_every: Option<u64>,
+    /// `to_input`: the projected target of each class, an input-shaped vector (LFSR row
+    /// `class` over the inputs, uniform in [-1, 1) in the input format).
+    pub input_projection: Option<Matrix>,
 }
 
 /// What one forward pass gives.
@@ -393,6 +398,22 @@ impl Model {
             prob: p.chip.probability_format(),
             steps: 0,
             anneal_every: p.network.lr_anneal_every,
+            input_projection: p.layers[0]
+                .projection
+                .filter(|i| i.mode == ProjectionMode::ToInput)
+                .map(|i| {
+                    (0..classes as u32)
+                        .map(|k| {
+                            fixed_projection_row(
+                                p.network.seed,
+                                k,
+                                0,
+                                p.network.input_len,
+                                i.format.frac as u8 + 2,
+                            )
+                        })
+                        .collect()
+                }),
         }
     }
 
@@ -406,7 +427,11 @@ impl Model {
             }
             let new: Matrix = (0..self.classes)
                 .map(|k| {
-                    if i == 0 {
+                    if i == 0 && self.input_projection.is_some() {
+                        // `to_input`: the projected target is an input, through W1.
+                        let c = &self.input_projection.as_ref().expect("checked")[k];
+                        self.layers[0].forward(c, acc)
+                    } else if i == 0 {
                         let l = &self.layers[0];
                         let (pjf, s) = self
                             .projection
@@ -468,10 +493,10 @@ impl Model {
         // The target stream's input of each layer for the label's class: the previous layer's
         // target (used by `hebbian(pre: target)` beyond layer 1).
         let prev_targets: Vec<Option<Vec<i32>>> = (0..self.layers.len())
-            .map(|i| {
-                (i > 0)
-                    .then(|| self.layers[i - 1].targets.get(label).cloned())
-                    .flatten()
+            .map(|i| match (i, &self.input_projection) {
+                (0, Some(c)) => Some(c[label].clone()),
+                (0, None) => None,
+                _ => self.layers[i - 1].targets.get(label).cloned(),
             })
             .collect();
         for ((l, (x, h)), prev_t) in self
