@@ -427,10 +427,9 @@ impl Model {
             }
             let new: Matrix = (0..self.classes)
                 .map(|k| {
-                    if i == 0 && self.input_projection.is_some() {
+                    if let (0, Some(c)) = (i, &self.input_projection) {
                         // `to_input`: the projected target is an input, through W1.
-                        let c = &self.input_projection.as_ref().expect("checked")[k];
-                        self.layers[0].forward(c, acc)
+                        self.layers[0].forward(&c[k], acc)
                     } else if i == 0 {
                         let l = &self.layers[0];
                         let (pjf, s) = self
