@@ -55,6 +55,7 @@ fn readout_name(r: Readout) -> &'static str {
     match r {
         Readout::OutputLayer => "output_layer",
         Readout::NearestTarget => "nearest_target",
+        Readout::NearestTargetL2 => "nearest_target_l2",
     }
 }
 
@@ -77,7 +78,11 @@ pub fn table(
         .test;
     let mut rows = Vec::new();
     for loss in losses() {
-        for readout in [Readout::OutputLayer, Readout::NearestTarget] {
+        for readout in [
+            Readout::OutputLayer,
+            Readout::NearestTarget,
+            Readout::NearestTargetL2,
+        ] {
             let mut desc = base.clone();
             desc.loss = loss;
             desc.readout = readout;

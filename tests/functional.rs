@@ -85,7 +85,7 @@ impl Net {
     /// (crossbar rows incl. bias, columns) of every chip layer.
     fn shapes(&self) -> Vec<(u32, u32)> {
         let mut widths: Vec<u32> = self.hidden.iter().map(|h| h.0).collect();
-        if self.readout == Readout::OutputLayer {
+        if !self.readout.is_nearest() {
             widths.push(self.classes);
         }
         let mut prev = self.input;
@@ -258,7 +258,11 @@ fn net() -> impl Strategy<Value = Net> {
             1..=3,
         ),
         2u32..=6,
-        prop_oneof![Just(Readout::OutputLayer), Just(Readout::NearestTarget)],
+        prop_oneof![
+            Just(Readout::OutputLayer),
+            Just(Readout::NearestTarget),
+            Just(Readout::NearestTargetL2)
+        ],
         (
             prop_oneof![Just(Rounding::Nearest), Just(Rounding::Stochastic)],
             prop_oneof![

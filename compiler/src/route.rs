@@ -245,7 +245,7 @@ pub fn route(x: &RouteInputs) -> RouteTable {
                 );
             }
             let last = l + 1 == layers;
-            if last && x.readout == Readout::OutputLayer {
+            if last && !x.readout.is_nearest() {
                 t.add(
                     Purpose::Output { src: reducer },
                     core(reducer),
@@ -258,7 +258,7 @@ pub fn route(x: &RouteInputs) -> RouteTable {
                 );
             }
         }
-        if l + 1 == layers && x.readout == Readout::NearestTarget {
+        if l + 1 == layers && x.readout.is_nearest() {
             t.add(
                 Purpose::Output { src: leader },
                 core(leader),
@@ -279,7 +279,7 @@ impl RouteInputs<'_> {
     pub fn keeps_targets_until(&self) -> usize {
         match self.readout {
             Readout::OutputLayer => self.tilings.len() - 1,
-            Readout::NearestTarget => self.tilings.len(),
+            Readout::NearestTarget | Readout::NearestTargetL2 => self.tilings.len(),
         }
     }
 }

@@ -126,13 +126,17 @@ fn forward(x: &ScheduleInputs, at: At) -> Vec<Instr> {
     if at.rt == 0 {
         if !x.is_last(at.l) {
             x.send_outputs(at.me, &mut s);
-        } else if x.readout == Readout::OutputLayer {
+        } else if !x.readout.is_nearest() {
             s.push(Instr::Send {
                 route: x.route(Purpose::Output { src: at.me }),
             });
         } else {
             s.push(Instr::Score {
-                mode: ScoreMode::Targets,
+                mode: if x.readout == Readout::NearestTargetL2 {
+                    ScoreMode::TargetsL2
+                } else {
+                    ScoreMode::Targets
+                },
             });
             x.reduce_scores(at, &mut s);
             if at.ct == 0 {
@@ -204,6 +208,7 @@ fn learn(x: &ScheduleInputs, at: At) -> Vec<Instr> {
         (ScoreMode::Direct, DeltaMode::Direct)
     };
     // With a nearest-target readout the last layer's scores were reduced in the forward phase.
+    // (The L2 readout's scores are distances: the loss recomputes dot products.)
     let scores_done = x.is_last(at.l) && x.readout == Readout::NearestTarget;
     if !scores_done {
         s.push(Instr::Score { mode });

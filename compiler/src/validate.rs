@@ -200,7 +200,7 @@ pub fn validate(desc: NetworkDesc, origin: &str) -> Result<ValidNetwork, Validat
         synapses += prev * l.width as u64;
         prev = l.width as u64;
     }
-    if desc.readout == sigchip_isa::Readout::OutputLayer {
+    if !desc.readout.is_nearest() {
         synapses += prev * desc.classes as u64;
     }
     if synapses > MAX_SYNAPSES {
@@ -229,7 +229,7 @@ pub fn validate(desc: NetworkDesc, origin: &str) -> Result<ValidNetwork, Validat
         order.push(n);
         at = n;
     }
-    if desc.readout == sigchip_isa::Readout::OutputLayer {
+    if !desc.readout.is_nearest() {
         let n = graph.add_node(Node::Output {
             width: desc.classes,
         });

@@ -153,6 +153,23 @@ pub fn score_targets(out: &[i32], tgt: &[i32], score: &mut [i64]) -> Activity {
     }
 }
 
+/// Partial L2 scores: `score[k] = sum_j (2 out[j] tgt[k][j] - tgt[k][j]^2)`, which is
+/// `|out|^2 - |out - tgt[k]|^2`: the largest score is the nearest target.
+pub fn score_targets_l2(out: &[i32], tgt: &[i32], score: &mut [i64]) -> Activity {
+    let n = out.len();
+    for (k, s) in score.iter_mut().enumerate() {
+        *s = out
+            .iter()
+            .zip(&tgt[k * n..(k + 1) * n])
+            .map(|(&o, &t)| 2 * o as i64 * t as i64 - t as i64 * t as i64)
+            .sum();
+    }
+    Activity {
+        neurons: (n * score.len()) as u64,
+        ..Default::default()
+    }
+}
+
 /// Logits as scores: `score = 0; score[col_start + j] = out[j]`.
 pub fn score_direct(out: &[i32], col_start: usize, score: &mut [i64]) -> Activity {
     score.iter_mut().for_each(|s| *s = 0);

@@ -501,6 +501,9 @@ impl Machine {
                     ScoreMode::Direct => {
                         kernels::score_direct(&core.out, core.col_start as usize, &mut core.score)
                     }
+                    ScoreMode::TargetsL2 => {
+                        kernels::score_targets_l2(&core.out, &core.tgt, &mut core.score)
+                    }
                 };
             }
             Instr::AddSc {} => {

@@ -10,7 +10,7 @@
 //! ```text
 //!  bit 0..5   opcode
 //!  bit 5..    operands, in the order the table lists them, each as wide as its type:
-//!             route id 16, core id 16, buffer 4, class 8, score mode 1, delta mode 2,
+//!             route id 16, core id 16, buffer 4, class 8, score mode 2, delta mode 2,
 //!             pre-synaptic factor 1
 //!  rest       zero (the decoder rejects a word with stray bits)
 //! ```
@@ -99,6 +99,9 @@ pub enum ScoreMode {
     Targets,
     /// The outputs are the class logits themselves (`output_layer` readout).
     Direct,
+    /// Negated squared distance to each class target, up to a per-sample constant:
+    /// `2 out . tgt[k] - |tgt[k]|^2` (`nearest_target_l2` readout).
+    TargetsL2,
 }
 
 impl fmt::Display for ScoreMode {
@@ -106,6 +109,7 @@ impl fmt::Display for ScoreMode {
         f.write_str(match self {
             ScoreMode::Targets => "targets",
             ScoreMode::Direct => "direct",
+            ScoreMode::TargetsL2 => "targets_l2",
         })
     }
 }
@@ -248,16 +252,18 @@ impl Operand for Pre {
 }
 
 impl Operand for ScoreMode {
-    const BITS: usize = 1;
+    const BITS: usize = 2;
     fn to_bits(self) -> u32 {
-        matches!(self, ScoreMode::Direct) as u32
+        match self {
+            ScoreMode::Targets => 0,
+            ScoreMode::Direct => 1,
+            ScoreMode::TargetsL2 => 2,
+        }
     }
     fn from_bits(bits: u32) -> Option<Self> {
-        Some(if bits == 0 {
-            ScoreMode::Targets
-        } else {
-            ScoreMode::Direct
-        })
+        [ScoreMode::Targets, ScoreMode::Direct, ScoreMode::TargetsL2]
+            .get(bits as usize)
+            .copied()
     }
 }
 
@@ -440,7 +446,11 @@ mod tests {
 
     pub fn any_instr() -> impl Strategy<Value = Instr> {
         let buf = proptest::sample::select(Buf::ALL.to_vec());
-        let mode = prop_oneof![Just(ScoreMode::Targets), Just(ScoreMode::Direct)];
+        let mode = prop_oneof![
+            Just(ScoreMode::Targets),
+            Just(ScoreMode::Direct),
+            Just(ScoreMode::TargetsL2)
+        ];
         let mode2 = mode.clone();
         prop_oneof![
             Just(Instr::Nop {}),

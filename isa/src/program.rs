@@ -67,6 +67,15 @@ pub enum Readout {
     /// Prediction = the class whose target in the last layer's target memory has the largest dot
     /// product with the last layer's output.
     NearestTarget,
+    /// Prediction = the class whose target is nearest to the last layer's output in L2 distance.
+    NearestTargetL2,
+}
+
+impl Readout {
+    /// Whether the prediction is a nearest class target (no output layer).
+    pub fn is_nearest(self) -> bool {
+        matches!(self, Readout::NearestTarget | Readout::NearestTargetL2)
+    }
 }
 
 /// Whether gradients also flow through the target stream.

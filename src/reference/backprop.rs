@@ -16,7 +16,7 @@ use sigchip_compiler::quantize::initial_weights;
 use sigchip_compiler::validate::Node;
 use sigchip_compiler::ValidNetwork;
 use sigchip_isa::rng::SplitMix64;
-use sigchip_isa::{Activation, Readout};
+use sigchip_isa::Activation;
 
 /// Seed offset of the output layer backpropagation adds to a `nearest_target` network.
 pub const OUTPUT_SEED: u64 = 0xBAC0;
@@ -52,7 +52,7 @@ impl BackpropF32 {
                 weights: fl.weights.iter().map(|&w| w as f32).collect(),
             })
             .collect();
-        if desc.readout == Readout::NearestTarget {
+        if desc.readout.is_nearest() {
             let inputs = layers.last().expect("validated: a hidden layer").width;
             let width = desc.classes as usize;
             let bound = 1.0 / (inputs as f64).sqrt();

@@ -47,6 +47,8 @@ pub struct SigpropF32 {
     pub output: Option<(Dense, f32)>,
     /// The layer-1 target projection, `(classes + 1) x width_1`, the last row its bias.
     pub projection: Vec<f32>,
+    /// The `nearest_target_l2` readout.
+    pub l2_readout: bool,
     /// `to_input`: the projected target of each class, `classes x inputs`.
     pub input_projection: Option<Vec<f32>>,
     pub projection_learned: bool,
@@ -86,7 +88,7 @@ impl SigpropF32 {
                 _ => hidden.push(dense),
             }
         }
-        debug_assert_eq!(output.is_some(), desc.readout == Readout::OutputLayer);
+        debug_assert_eq!(output.is_some(), !desc.readout.is_nearest());
         let targets = hidden
             .iter()
             .map(|l| vec![0.0; desc.classes as usize * l.width])
@@ -101,6 +103,7 @@ impl SigpropF32 {
             output,
             projection,
             projection_learned: desc.projection == ProjectionMode::Learned,
+            l2_readout: desc.readout == Readout::NearestTargetL2,
             // The chip's input port regenerates the same LFSR rows, truncated to its format.
             input_projection: (desc.projection == ProjectionMode::ToInput).then(|| {
                 (0..desc.classes)
@@ -175,6 +178,20 @@ impl SigpropF32 {
     pub fn prediction(&self, hs: &[Vec<f32>]) -> usize {
         match &self.output {
             Some(_) => argmax(&hs[self.hidden.len()]),
+            None if self.l2_readout => {
+                // The nearest target in L2 distance: the largest negated distance.
+                let last = self.hidden.len() - 1;
+                let d: Vec<f32> = (0..self.classes)
+                    .map(|k| {
+                        -hs[last]
+                            .iter()
+                            .zip(self.target(last, k))
+                            .map(|(h, t)| (h - t) * (h - t))
+                            .sum::<f32>()
+                    })
+                    .collect();
+                argmax(&d)
+            }
             None => {
                 let last = self.hidden.len() - 1;
                 argmax(&self.scores(last, &hs[last]))

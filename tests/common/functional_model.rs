@@ -471,6 +471,17 @@ impl Model {
         let output: Vec<i64> = match self.readout {
             Readout::OutputLayer => cur.iter().map(|&h| h as i64).collect(),
             Readout::NearestTarget => last.scores(&cur).0,
+            // Negated squared distance to each target (plus |h|^2, the same for every class).
+            Readout::NearestTargetL2 => last
+                .targets
+                .iter()
+                .map(|t| {
+                    cur.iter()
+                        .zip(t)
+                        .map(|(&h, &t)| 2 * h as i64 * t as i64 - t as i64 * t as i64)
+                        .sum()
+                })
+                .collect(),
         };
         let prediction = argmax(&output);
         Pass {
