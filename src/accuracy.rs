@@ -44,11 +44,7 @@ pub fn losses() -> Vec<LossKind> {
 }
 
 fn loss_name(l: LossKind) -> String {
-    match l {
-        LossKind::LabelDirect => "label_direct".into(),
-        LossKind::L2 => "l2".into(),
-        LossKind::Hebbian { pre } => format!("hebbian(pre: {pre})"),
-    }
+    l.to_string()
 }
 
 fn readout_name(r: Readout) -> &'static str {

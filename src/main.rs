@@ -121,6 +121,27 @@ enum Backend {
     F32,
 }
 
+/// Writes to standard output; a closed pipe (`sigchip disasm p.ron | head`) ends the program
+/// quietly instead of panicking as `print!` would.
+fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+macro_rules! out {
+    ($($t:tt)*) => { write_stdout(format_args!($($t)*)) };
+}
+
+macro_rules! outln {
+    ($($t:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -232,7 +253,7 @@ fn progress_bar(quiet: bool) -> ProgressBar {
 }
 
 fn finish(report: &Report, json: Option<&Path>) -> Result<()> {
-    println!("{report}");
+    outln!("{report}");
     if let Some(p) = json {
         write(p, &report.to_json())?;
         eprintln!("report written to {}", p.display());
@@ -265,10 +286,10 @@ fn real_main() -> Result<()> {
                 ),
                 r => r?,
             };
-            println!("{}", compiled.summary);
+            outln!("{}", compiled.summary);
             if let Some(o) = output {
                 write(&o, &compiled.program.to_ron())?;
-                println!("program written to {}", o.display());
+                outln!("program written to {}", o.display());
             }
         }
         Command::Accuracy {
@@ -296,7 +317,7 @@ fn real_main() -> Result<()> {
                 command += &format!(" --out {}", o.display());
             }
             let section = table.markdown(&command);
-            print!("{section}");
+            out!("{section}");
             if let Some(o) = out {
                 let doc = std::fs::read_to_string(&o).unwrap_or_default();
                 let key = format!("{}:{}", table.network, table.data);
@@ -306,7 +327,7 @@ fn real_main() -> Result<()> {
         }
         Command::Disasm { program } => {
             let p = Program::from_ron(&read(&program)?, &program.display().to_string())?;
-            print!("{}", disassemble(&p));
+            out!("{}", disassemble(&p));
         }
         Command::Train {
             input,
@@ -343,7 +364,7 @@ fn real_main() -> Result<()> {
                 let opts = F32Options { epochs, seed };
                 let rep = reference::train_f32(&net, &data, algorithm, &opts, &mut progress)?;
                 bar.finish_and_clear();
-                println!("{rep}");
+                outln!("{rep}");
                 if let Some(p) = report {
                     write(&p, &rep.to_json())?;
                     eprintln!("report written to {}", p.display());

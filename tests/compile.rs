@@ -266,6 +266,7 @@ mod properties {
                         readout_lr_shift: None,
                         rounding: Rounding::Stochastic,
                         anneal_every: None,
+                        batch: 1,
                     },
                     bias: true,
                     seed,
@@ -387,4 +388,56 @@ fn memory_report_follows_the_options() {
     assert_eq!(ml[1].learning - mf[1].learning, 64 * 32);
     // The readout keeps no targets either way.
     assert_eq!((mf[2].targets, ml[2].targets), (0, 0));
+}
+
+#[test]
+fn mini_batches_add_gradient_accumulators_and_check_their_options() {
+    use sigchip::isa::memory::{memory_use, GRADIENT_BITS};
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits.ron"))
+        .unwrap();
+    let chip = ChipDescription::from_ron("(memory: (data_sram_bits: 1048576))", "big.ron").unwrap();
+    let online = compiler::compile_str(&text, "online", &chip)
+        .unwrap()
+        .program;
+    let batched_text = text.replace("rounding: stochastic,", "rounding: stochastic, batch: 8,");
+    let batched = compiler::compile_str(&batched_text, "batched", &chip)
+        .unwrap()
+        .program;
+    let (mo, mb) = (memory_use(&online), memory_use(&batched));
+    // One 40-bit accumulator per synapse: layer 1 holds 65 x 128 of them.
+    assert_eq!(mb[0].learning - mo[0].learning, 65 * 128 * GRADIENT_BITS);
+    assert!(batched
+        .cores
+        .iter()
+        .all(|c| c.streams.apply == vec![Instr::GApply {}, Instr::Halt {}]));
+    assert!(batched.cores.iter().all(|c| !c
+        .streams
+        .learn
+        .iter()
+        .any(|i| matches!(i, Instr::Upd { .. }))));
+    // On the default chip they do not fit, and the error says what to change.
+    let e = compiler::compile_str(&batched_text, "batched", &ChipDescription::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("data SRAM bits") && e.contains("learning.batch: 1"),
+        "{e}"
+    );
+    // A batch must be a power of two, and needs constant targets.
+    for (batch, needle) in [
+        ("0", "is 0, must be a power of two"),
+        ("6", "is 6, must be a power of two"),
+        ("8192", "is 8192"),
+    ] {
+        let t = text.replace(
+            "rounding: stochastic,",
+            &format!("rounding: stochastic, batch: {batch},"),
+        );
+        let e = compile_err(&t, &chip);
+        assert!(e.contains("learning.batch") && e.contains(needle), "{e}");
+    }
+    let t = batched_text.replace("targets: constant", "targets: learned");
+    assert!(
+        compile_err(&t, &chip).contains("mini-batches are supported with `targets: constant` only")
+    );
 }

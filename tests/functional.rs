@@ -40,6 +40,8 @@ struct Net {
     readout_lr_shift: Option<u8>,
     /// Learning-rate annealing period, in samples.
     anneal_every: Option<u64>,
+    /// Samples per weight update.
+    batch: u32,
     target_refresh: u32,
     bias: bool,
     seed: u64,
@@ -76,6 +78,7 @@ impl Net {
                 readout_lr_shift: self.readout_lr_shift,
                 rounding: self.rounding,
                 anneal_every: self.anneal_every,
+                batch: self.batch,
             },
             bias: self.bias,
             seed: self.seed,
@@ -193,7 +196,10 @@ impl Emu {
 
     /// One training sample, as `train::train` runs it.
     fn train_sample(&mut self, x: &[i32], label: usize) -> RunResult {
-        if self.steps % self.m.program().network.target_refresh as u64 == 0 {
+        if self
+            .steps
+            .is_multiple_of(self.m.program().network.target_refresh as u64)
+        {
             self.refresh_targets();
         }
         let r = self
@@ -202,7 +208,21 @@ impl Emu {
             .expect("training sample runs");
         self.m.next_update_step();
         self.steps += 1;
+        if self.m.program().network.batch > 1
+            && self
+                .steps
+                .is_multiple_of(self.m.program().network.batch as u64)
+        {
+            self.apply();
+        }
         r
+    }
+
+    /// The end of a mini-batch.
+    fn apply(&mut self) {
+        self.m
+            .run(&[Phase::Apply], 0, None, None)
+            .expect("apply phase runs");
     }
 
     fn infer(&mut self, x: &[i32]) -> RunResult {
@@ -280,6 +300,7 @@ fn net() -> impl Strategy<Value = Net> {
         (
             prop::option::weighted(0.25, 0u8..=8),
             prop::option::weighted(0.3, 1u64..=4),
+            prop_oneof![3 => Just(1u32), 1 => Just(2u32), 1 => Just(4u32)],
         ),
         1u32..=3,
         any::<bool>(),
@@ -295,7 +316,7 @@ fn net() -> impl Strategy<Value = Net> {
                 readout,
                 (rounding, loss, projection),
                 lr_shift,
-                (readout_lr_shift, anneal_every),
+                (readout_lr_shift, anneal_every, batch),
                 target_refresh,
                 bias,
                 seed,
@@ -312,6 +333,7 @@ fn net() -> impl Strategy<Value = Net> {
                 lr_shift,
                 readout_lr_shift,
                 anneal_every,
+                batch,
                 target_refresh,
                 bias,
                 seed,

@@ -144,3 +144,34 @@ fn an_unknown_loss_is_named_with_the_known_ones() {
         "{err}"
     );
 }
+
+#[test]
+fn learned_targets_with_a_fixed_projection_train() {
+    // Layer 1's target stream has nothing to learn (its projection is fixed); deeper layers do.
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits.ron"))
+        .unwrap();
+    let net = text.replace("targets: constant", "targets: learned");
+    let program = compiler::compile_str(&net, "digits", &ChipDescription::default())
+        .unwrap()
+        .program;
+    assert!(!program.cores[0]
+        .streams
+        .learn
+        .iter()
+        .any(|i| matches!(i, sigchip::isa::Instr::UpdP { .. })));
+    assert!(program.cores[1]
+        .streams
+        .learn
+        .iter()
+        .any(|i| matches!(i, sigchip::isa::Instr::UpdT { .. })));
+    let mut d = data::digits();
+    d.train.truncate(200);
+    d.test.truncate(50);
+    emulator::train(
+        program,
+        &d,
+        &TrainOptions { epochs: 1, seed: 1 },
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+}

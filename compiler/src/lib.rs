@@ -132,6 +132,8 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
     let routes = route::route(&route_inputs);
     let keeps_targets_until = route_inputs.keeps_targets_until();
     let streams = schedule::schedule(&schedule::ScheduleInputs {
+        projection_learned: desc.projection == ProjectionMode::Learned,
+        batch: desc.learning.batch,
         to_input: desc.projection == ProjectionMode::ToInput,
         losses: &losses,
         placement: &placement,
@@ -255,6 +257,7 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
             target_refresh: desc.target_refresh,
             targets: desc.targets,
             lr_anneal_every: desc.learning.anneal_every,
+            batch: desc.learning.batch,
         },
         layers,
         cores,
@@ -275,7 +278,13 @@ fn fit_error(p: &Program, e: VerifyError) -> CompileError {
             let advice = match *resource {
                 "data SRAM bits" => format!(
                     "a larger memory.data_sram_bits (>= {needed}), a larger crossbar (fewer, larger tiles \
-                     need fewer buffers), fewer classes, or fewer neurons in {layer}"
+                     need fewer buffers), fewer classes, or fewer neurons in {layer}{}",
+                    if p.network.batch > 1 {
+                        "; or online learning (learning.batch: 1), which needs no per-synapse \
+                         gradient accumulators"
+                    } else {
+                        ""
+                    }
                 ),
                 "instruction words" => format!(
                     "a larger memory.instruction_words (>= {needed}), or fewer classes (the target phase \

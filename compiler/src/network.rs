@@ -67,6 +67,17 @@ pub enum LossKind {
     Hebbian { pre: sigchip_isa::Pre },
 }
 
+impl std::fmt::Display for LossKind {
+    /// As the network description writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LossKind::LabelDirect => f.write_str("label_direct"),
+            LossKind::L2 => f.write_str("l2"),
+            LossKind::Hebbian { pre } => write!(f, "hebbian(pre: {pre})"),
+        }
+    }
+}
+
 impl LossKind {
     /// The loss the learning unit of a hidden layer computes.
     pub fn local_loss(self) -> sigchip_isa::LocalLoss {
@@ -90,6 +101,9 @@ pub struct LearningDesc {
     /// Every this many training samples, every learning-rate shift grows by one (the rate
     /// halves); unset = a constant rate.
     pub anneal_every: Option<u64>,
+    /// Samples per weight update. 1 = online; a larger power of two accumulates each synapse's
+    /// updates in a gradient accumulator and applies their mean (a shift) at the end of the batch.
+    pub batch: u32,
 }
 
 impl Default for LearningDesc {
@@ -99,6 +113,7 @@ impl Default for LearningDesc {
             readout_lr_shift: None,
             rounding: Rounding::Stochastic,
             anneal_every: None,
+            batch: 1,
         }
     }
 }

@@ -14,6 +14,11 @@ use sigchip_isa::{
 
 /// What the schedule needs to know.
 pub struct ScheduleInputs<'a> {
+    /// Layer 1's projection learns (`projection: learned`); a fixed one gives its target
+    /// stream nothing to update.
+    pub projection_learned: bool,
+    /// Samples per weight update.
+    pub batch: u32,
     /// Layer 1's targets come through its crossbar from the input port (`to_input`).
     pub to_input: bool,
     /// Local loss of each layer.
@@ -37,6 +42,15 @@ pub fn schedule(x: &ScheduleInputs) -> Vec<Streams> {
                 let at = At { l, rt, ct, me };
                 s.forward = forward(x, at);
                 s.learn = learn(x, at);
+                if x.batch > 1 {
+                    // Mini-batches: updates accumulate per synapse and apply at the batch's end.
+                    for i in s.learn.iter_mut() {
+                        if let Instr::Upd { pre } = *i {
+                            *i = Instr::GAcc { pre };
+                        }
+                    }
+                    s.apply = vec![Instr::GApply {}, Instr::Halt {}];
+                }
                 if l < x.keeps_targets_until {
                     s.targets = targets(x, at);
                 }
@@ -236,6 +250,9 @@ fn learn(x: &ScheduleInputs, at: At) -> Vec<Instr> {
         });
     }
     s.push(Instr::Upd { pre: Pre::Data });
+    // Layer 1's target stream only learns through a learned projection or (to_input) its
+    // crossbar; with a fixed projection it has nothing to update.
+    let learned = learned && (at.l > 0 || x.to_input || x.projection_learned);
     if learned {
         for k in 0..classes {
             s.push(Instr::DeltaT { class: Class(k) });

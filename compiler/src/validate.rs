@@ -9,6 +9,8 @@ use std::fmt;
 pub const MAX_WIDTH: u32 = 1 << 16;
 /// Largest number of synapses in a network (weights of all layers).
 pub const MAX_SYNAPSES: u64 = 1 << 28;
+/// Largest mini-batch.
+pub const MAX_BATCH: u32 = 1 << 12;
 /// Largest class count: class operands are 8 bits wide (classes 0..=254 plus headroom for the
 /// projection's bias row index).
 pub const MAX_CLASSES: u32 = 255;
@@ -145,7 +147,7 @@ pub fn validate(desc: NetworkDesc, origin: &str) -> Result<ValidNetwork, Validat
         bad(
             "targets".into(),
             format!(
-                "is `learned`, which the chip supports with `loss: label_direct` only; `{:?}` learns \
+                "is `learned`, which the chip supports with `loss: label_direct` only; `{}` learns \
                  with constant targets (`targets: constant`)",
                 desc.loss
             ),
@@ -155,6 +157,21 @@ pub fn validate(desc: NetworkDesc, origin: &str) -> Result<ValidNetwork, Validat
         bad(
             "learning.anneal_every".into(),
             "is 0, must be at least 1 sample (or left out)".into(),
+        );
+    }
+    let b = desc.learning.batch;
+    if b == 0 || !b.is_power_of_two() || b > MAX_BATCH {
+        bad(
+            "learning.batch".into(),
+            format!(
+                "is {b}, must be a power of two in 1..={MAX_BATCH} (the batch mean is a shift)"
+            ),
+        );
+    }
+    if b > 1 && desc.targets == sigchip_isa::TargetMode::Learned {
+        bad(
+            "learning.batch".into(),
+            format!("is {b}: mini-batches are supported with `targets: constant` only"),
         );
     }
     let lr_ok = |s: u8| s <= 30;

@@ -388,6 +388,68 @@ pub fn update(
     act
 }
 
+/// Gradient accumulation: `g[r][c] = sat(g[r][c] - delta[c] * x[r])` in `fmt`, skipping zero
+/// inputs and errors.
+pub fn accumulate(g: &mut [i64], cols: usize, x: &[i32], delta: &[i64], fmt: QFormat) -> Activity {
+    let mut act = Activity::default();
+    if delta.iter().all(|&d| d == 0) {
+        return act;
+    }
+    let (lo, hi) = (fmt.min_raw(), fmt.max_raw());
+    for (r, &xr) in x.iter().enumerate() {
+        if xr == 0 {
+            continue;
+        }
+        act.rows += 1;
+        for (gv, &d) in g[r * cols..(r + 1) * cols].iter_mut().zip(delta) {
+            if d != 0 {
+                act.synapses += 1;
+                let v = *gv - d * xr as i64;
+                act.saturations += (v < lo || v > hi) as u64;
+                *gv = v.clamp(lo, hi);
+            }
+        }
+    }
+    act
+}
+
+/// Applies accumulated updates: `w = sat(w + round(g >> shift))`, then `g = 0`.
+pub fn apply(
+    w: &mut [i32],
+    cols: usize,
+    g: &mut [i64],
+    shift: i32,
+    rounding: Rounding,
+    key: UpdateKey,
+    fmt: QFormat,
+) -> Activity {
+    let mut act = Activity::default();
+    let (lo, hi) = (fmt.min_raw(), fmt.max_raw());
+    for (r, (wrow, grow)) in w.chunks_mut(cols).zip(g.chunks_mut(cols)).enumerate() {
+        act.rows += 1;
+        let row_key = stochastic_row_key(key.seed, key.layer, key.row_start + r as u32, key.step);
+        for (c, (wv, gv)) in wrow.iter_mut().zip(grow.iter_mut()).enumerate() {
+            if *gv == 0 {
+                continue;
+            }
+            act.synapses += 1;
+            let dv = match rounding {
+                Rounding::Nearest => round_shift(*gv, shift),
+                Rounding::Stochastic => stochastic_shift(
+                    *gv,
+                    shift,
+                    stochastic_bits(row_key, key.col_start + c as u32),
+                ),
+            };
+            let nv = *wv as i64 + dv;
+            act.saturations += (nv < lo || nv > hi) as u64;
+            *wv = nv.clamp(lo, hi) as i32;
+            *gv = 0;
+        }
+    }
+    act
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,8 @@ pub enum Phase {
     Targets,
     Forward,
     Learn,
+    /// The end of a mini-batch: gradient accumulators into weights.
+    Apply,
 }
 
 /// Saturation counts by where they happened.
@@ -117,6 +119,8 @@ struct Core {
     label: usize,
     tgt: Vec<i32>,
     tgtin: Vec<i32>,
+    /// Per-synapse gradient accumulators (mini-batches only).
+    grad: Vec<i64>,
     clock: Cycles,
 }
 
@@ -232,6 +236,11 @@ impl Machine {
                     } else {
                         Vec::new()
                     },
+                    grad: if program.network.batch > 1 {
+                        vec![0; rows * cols]
+                    } else {
+                        Vec::new()
+                    },
                     clock: 0,
                 }
             })
@@ -293,7 +302,6 @@ impl Machine {
         for c in &mut self.cores {
             c.clock = start;
         }
-        // The input port sends the sample's slices, then (when learning) the label.
         let mut port = start;
         // The input port sends, in order: the projected class targets (`to_input`, targets
         // phase), the sample's slices (forward phase), the label (when learning).
@@ -568,6 +576,41 @@ impl Machine {
                 );
                 self.counters.saturations.error += saturate_errors(&mut core.deltat);
             }
+            Instr::GAcc { pre } => {
+                let rows = core.inb.len();
+                let x = match pre {
+                    Pre::Target => &core.tgtin[core.label * rows..(core.label + 1) * rows],
+                    Pre::Data => &core.inb[..],
+                };
+                a = kernels::accumulate(&mut core.grad, core.cols, x, &core.delta, GRADIENT_FMT);
+                self.counters.saturations.weight += a.saturations;
+                self.counters.weight_updates += a.synapses;
+            }
+            Instr::GApply {} => {
+                // The batch mean is one more shift by log2(batch).
+                let batch = self.program.network.batch;
+                let shift = layer.delta_frac + layer.in_frac - layer.weight_fmt.frac as i32
+                    + layer.lr
+                    + self.program.network.lr_anneal(self.update_step)
+                    + batch.trailing_zeros() as i32;
+                let key = UpdateKey {
+                    seed: self.program.network.seed,
+                    layer: layer.index,
+                    row_start: core.row_start,
+                    col_start: core.col_start,
+                    step: self.update_step * 512 + 511,
+                };
+                a = kernels::apply(
+                    &mut core.w,
+                    core.cols,
+                    &mut core.grad,
+                    shift,
+                    layer.rounding,
+                    key,
+                    layer.weight_fmt,
+                );
+                self.counters.saturations.weight += a.saturations;
+            }
             Instr::Upd { .. } | Instr::UpdT { .. } => {
                 let (x, delta, frac, sub) = match instr {
                     Instr::UpdT { class } => {
@@ -677,6 +720,7 @@ fn stream_of(p: &Program, ci: usize, phase: Phase) -> &[Instr] {
         Phase::Targets => &s.targets,
         Phase::Forward => &s.forward,
         Phase::Learn => &s.learn,
+        Phase::Apply => &s.apply,
     }
 }
 
@@ -690,6 +734,9 @@ pub fn argmax(v: &[i64]) -> usize {
     }
     best
 }
+
+/// Gradient accumulators are `GRADIENT_BITS` wide.
+const GRADIENT_FMT: QFormat = QFormat::new(sigchip_isa::memory::GRADIENT_BITS as u8, 0);
 
 /// Error registers are `ERROR_BITS` wide.
 fn saturate_errors(d: &mut [i64]) -> u64 {

@@ -24,9 +24,11 @@ pub fn instr_cycles(instr: &Instr, activity: &Activity, packets: u64, c: &Costs)
             Instr::Recv { .. } => c.recv_packet as u64 * packets,
             Instr::Send { .. } => c.send_packet as u64 * packets,
             Instr::Mvm { .. } | Instr::MvmT { .. } => c.mvm_row as u64 * activity.rows,
-            Instr::Upd { .. } | Instr::UpdT { .. } | Instr::UpdP { .. } => {
-                c.update_row as u64 * activity.rows
-            }
+            Instr::Upd { .. }
+            | Instr::UpdT { .. }
+            | Instr::UpdP { .. }
+            | Instr::GAcc { .. }
+            | Instr::GApply {} => c.update_row as u64 * activity.rows,
             Instr::Smax {} => c.softmax_class as u64 * activity.neurons,
             Instr::Proj { .. }
             | Instr::AddPs {}

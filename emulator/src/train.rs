@@ -4,7 +4,9 @@
 //! Schedule (sequential): every `target_refresh` training samples the `targets` phase runs; each
 //! training sample then runs `forward` followed, on each core, by `learn` (a layer starts
 //! learning as soon as its own forward work is done, while later layers still compute: no update
-//! locking); a barrier (`costs.sync`) separates samples. Inference runs `forward` only.
+//! locking); a barrier (`costs.sync`) separates samples. With mini-batches (`batch` > 1) the
+//! `apply` phase ends every batch of `batch` samples, and each epoch's last, partial batch.
+//! Inference runs `forward` only.
 
 use crate::data::{Dataset, Split};
 use crate::machine::{Counters, EmuError, Machine, Phase};
@@ -37,15 +39,17 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u32) -> Vec<usize> {
     order
 }
 
-/// Converts raw pixels to the input port's format: `round(p / max * 2^frac)`, saturated.
+/// Converts raw pixels to the input port's format: `round(p / max * max_raw)`, so the full
+/// scale maps to the format's largest value and nothing saturates (pixels above the data set's
+/// `max` are clamped to it).
 pub fn encode_input(pixels: &[u8], max: u8, fmt: QFormat, out: &mut Vec<i32>) {
     out.clear();
     let max = max.max(1) as i64;
-    let scale = 1i64 << fmt.frac.max(0);
+    let top = fmt.max_raw();
     out.extend(
         pixels
             .iter()
-            .map(|&p| fmt.saturate((p as i64 * scale + max / 2) / max).0),
+            .map(|&p| (((p as i64).min(max) * top + max / 2) / max) as i32),
     );
 }
 
@@ -96,6 +100,11 @@ fn refresh_targets(m: &mut Machine) -> Result<Cycles, EmuError> {
     } else {
         Ok(0)
     }
+}
+
+/// Ends a mini-batch (the `apply` phase). Returns its cycles.
+fn apply_batch(m: &mut Machine) -> Result<Cycles, EmuError> {
+    Ok(m.run(&[Phase::Apply], 0, None, None)?.end)
 }
 
 /// Inference over a split: the targets are refreshed first, then each sample runs `forward`.
@@ -182,9 +191,16 @@ pub fn train(
             correct += (res.prediction == Some(label)) as u64;
             train_cycles += res.end + sync;
             step += 1;
+            if net.batch > 1 && step.is_multiple_of(net.batch as u64) {
+                train_cycles += apply_batch(&mut m)? + sync;
+            }
             if j % 256 == 0 {
                 progress(epoch as u64 * n as u64 + j as u64, total, "training");
             }
+        }
+        // An epoch ends its last, partial mini-batch.
+        if net.batch > 1 && !step.is_multiple_of(net.batch as u64) {
+            train_cycles += apply_batch(&mut m)? + sync;
         }
         train_counters.add(&m.counters.since(&before));
         let test = evaluate(&mut m, &data.test, data.max_value, progress)?;

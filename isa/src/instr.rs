@@ -437,6 +437,10 @@ define_instructions! {
     Sync = 19, "sync" {};
     /// Ends the stream.
     Halt = 20, "halt" {};
+    /// Gradient accumulation (mini-batches): `G[r][c] -= delta[c] * pre[r]`, exact and wide.
+    GAcc = 21, "gacc" { pre: Pre };
+    /// Applies the batch mean: `W[r][c] += round(G[r][c] >> (lr + log2 batch))`, then `G = 0`.
+    GApply = 22, "gapply" {};
 }
 
 #[cfg(test)]
@@ -483,6 +487,8 @@ mod tests {
             }),
             Just(Instr::Sync {}),
             Just(Instr::Halt {}),
+            prop_oneof![Just(Pre::Data), Just(Pre::Target)].prop_map(|pre| Instr::GAcc { pre }),
+            Just(Instr::GApply {}),
         ]
     }
 

@@ -13,6 +13,8 @@ pub const ERROR_BITS: u64 = 32;
 pub const LABEL_BITS: u64 = 8;
 /// Width of one routing-table entry (route id, output port, buffer and range).
 pub const ROUTE_ENTRY_BITS: u64 = 32;
+/// Width of one per-synapse gradient accumulator (mini-batches).
+pub const GRADIENT_BITS: u64 = 40;
 /// Width of one LFSR state of a regenerated projection row.
 pub const LFSR_BITS: u64 = 32;
 /// Width of one instruction word.
@@ -37,6 +39,15 @@ pub fn buffer_len(program: &Program, core: &CoreProgram, buf: Buf) -> usize {
         }
         Buf::Label if t.is_leader() || layer.loss.label_on_every_core() => 1,
         _ => 0,
+    }
+}
+
+/// Gradient accumulators of a core: one per synapse when training in mini-batches.
+fn gradient_bits(program: &Program, core: &CoreProgram) -> u64 {
+    if program.network.batch > 1 {
+        core.tile.rows as u64 * core.tile.cols as u64 * GRADIENT_BITS
+    } else {
+        0
     }
 }
 
@@ -145,7 +156,8 @@ fn core_memory(program: &Program, core: &CoreProgram, route_entries: u32) -> Cor
         },
         buffers: bits(Buf::In) + bits(Buf::Acc) + bits(Buf::Psum) + bits(Buf::Out),
         targets,
-        learning: bits(Buf::Score)
+        learning: gradient_bits(program, core)
+            + bits(Buf::Score)
             + bits(Buf::ScoreIn)
             + bits(Buf::Err)
             + bits(Buf::Delta)

@@ -35,7 +35,7 @@ pub struct NetworkInfo {
     pub input_len: u32,
     pub classes: u16,
     /// Format of the input port's values: a pixel `p` of a data set whose pixels go up to `max`
-    /// enters as `round(p / max * 2^frac)`, saturated.
+    /// enters as `round(p / max * max_raw)`: full scale is the format's largest value.
     pub input_format: QFormat,
     pub readout: Readout,
     /// Seed of the stochastic-rounding generator.
@@ -48,6 +48,14 @@ pub struct NetworkInfo {
     /// an adder in the learning unit); `None` keeps the rates constant.
     #[serde(default)]
     pub lr_anneal_every: Option<u64>,
+    /// Samples per weight update (a power of two). Above 1, `gacc` accumulates each synapse's
+    /// updates and the `apply` phase's `gapply` applies their mean.
+    #[serde(default = "one")]
+    pub batch: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl NetworkInfo {
@@ -300,19 +308,23 @@ pub struct Streams {
     pub forward: Vec<Instr>,
     /// Local learning of one sample; runs right after `forward` on a training sample.
     pub learn: Vec<Instr>,
+    /// Applies the gradient accumulators at the end of a mini-batch (empty when online).
+    #[serde(default)]
+    pub apply: Vec<Instr>,
 }
 
 impl Streams {
     pub fn total_len(&self) -> usize {
-        self.targets.len() + self.forward.len() + self.learn.len()
+        self.targets.len() + self.forward.len() + self.learn.len() + self.apply.len()
     }
 
     /// The phases with their names, for listings.
-    pub fn phases(&self) -> [(&'static str, &[Instr]); 3] {
+    pub fn phases(&self) -> [(&'static str, &[Instr]); 4] {
         [
             ("targets", &self.targets),
             ("forward", &self.forward),
             ("learn", &self.learn),
+            ("apply", &self.apply),
         ]
     }
 }

@@ -41,15 +41,19 @@ impl BackpropF32 {
         let mut layers: Vec<Dense> = net
             .layers()
             .zip(initial_weights(net))
-            .map(|(node, fl)| Dense {
-                inputs: fl.inputs as usize,
-                width: fl.width as usize,
-                bias: fl.bias,
-                activation: match node {
-                    Node::Hidden { index, .. } => desc.layers[*index].activation,
-                    _ => Activation::Identity,
-                },
-                weights: fl.weights.iter().map(|&w| w as f32).collect(),
+            .map(|(node, fl)| {
+                Dense {
+                    inputs: fl.inputs as usize,
+                    width: fl.width as usize,
+                    bias: fl.bias,
+                    activation: match node {
+                        Node::Hidden { index, .. } => desc.layers[*index].activation,
+                        _ => Activation::Identity,
+                    },
+                    weights: fl.weights.iter().map(|&w| w as f32).collect(),
+                    pending: None,
+                }
+                .batched(desc.learning.batch > 1)
             })
             .collect();
         if desc.readout.is_nearest() {
@@ -58,15 +62,19 @@ impl BackpropF32 {
             let bound = 1.0 / (inputs as f64).sqrt();
             let mut rng = SplitMix64::new(desc.seed ^ OUTPUT_SEED);
             let rows = inputs + desc.bias as usize;
-            layers.push(Dense {
-                inputs,
-                width,
-                bias: desc.bias,
-                activation: Activation::Identity,
-                weights: (0..rows * width)
-                    .map(|_| rng.uniform(bound) as f32)
-                    .collect(),
-            });
+            layers.push(
+                Dense {
+                    inputs,
+                    width,
+                    bias: desc.bias,
+                    activation: Activation::Identity,
+                    weights: (0..rows * width)
+                        .map(|_| rng.uniform(bound) as f32)
+                        .collect(),
+                    pending: None,
+                }
+                .batched(desc.learning.batch > 1),
+            );
         }
         let mut lrs: Vec<f32> = hidden_shifts.into_iter().map(lr).collect();
         lrs.push(lr(out_shift));
@@ -155,6 +163,12 @@ impl BackpropF32 {
 }
 
 impl Model for BackpropF32 {
+    fn end_batch(&mut self, scale: f32) {
+        for l in &mut self.layers {
+            l.flush(scale);
+        }
+    }
+
     fn finite(&self) -> bool {
         self.layers
             .iter()
@@ -162,7 +176,11 @@ impl Model for BackpropF32 {
     }
 
     fn train_sample(&mut self, step: u64, x: &[f32], label: usize) -> usize {
-        self.lr_scale = super::anneal_scale(self.anneal_every, step);
+        self.lr_scale = if self.layers[0].pending.is_some() {
+            1.0
+        } else {
+            super::anneal_scale(self.anneal_every, step)
+        };
         self.step(x, label)
     }
 

@@ -195,6 +195,8 @@ pub trait Model {
     fn begin_eval(&mut self);
     /// The prediction for one input.
     fn predict(&mut self, x: &[f32]) -> usize;
+    /// The end of a mini-batch: pending updates join the weights, times `scale`.
+    fn end_batch(&mut self, scale: f32);
     /// Whether every parameter is still a finite number (float has no saturation: a loss whose
     /// activations grow without bound ends in infinities and NaN).
     fn finite(&self) -> bool;
@@ -235,6 +237,10 @@ pub fn train_model(
     let total = opts.epochs as u64 * n as u64;
     let mut x = Vec::new();
     let mut step = 0u64;
+    let (batch, anneal) = (
+        net.desc().learning.batch as u64,
+        net.desc().learning.anneal_every,
+    );
     let mut per_epoch = Vec::new();
     for epoch in 0..opts.epochs {
         let mut correct = 0u64;
@@ -243,9 +249,17 @@ pub fn train_model(
             let label = data.train.label(i);
             correct += (m.train_sample(step, &x, label) == label) as u64;
             step += 1;
+            // Mini-batches end as on the chip: every `batch` samples and with each epoch, the
+            // mean over `batch` at the learning rate of that moment.
+            if batch > 1 && step.is_multiple_of(batch) {
+                m.end_batch(anneal_scale(anneal, step) / batch as f32);
+            }
             if j % 256 == 0 {
                 progress(epoch as u64 * n as u64 + j as u64, total, "training");
             }
+        }
+        if batch > 1 && !step.is_multiple_of(batch) {
+            m.end_batch(anneal_scale(anneal, step) / batch as f32);
         }
         let test = evaluate(m, &data.test, data.max_value, progress);
         per_epoch.push(EpochLog {
@@ -322,6 +336,8 @@ pub struct Dense {
     pub activation: Activation,
     /// `(inputs + bias) x width`, row-major; the bias is the last row (its input is 1).
     pub weights: Vec<f32>,
+    /// Mini-batches: the updates summed since the last [`Dense::flush`] (`None` online).
+    pub pending: Option<Vec<f32>>,
 }
 
 impl Dense {
@@ -347,14 +363,16 @@ impl Dense {
     }
 
     /// `W[r][c] -= lr * delta[c] * x[r]`, the bias row with input 1.
+    /// With mini-batches the update goes into `pending` instead.
     pub fn update(&mut self, x: &[f32], delta: &[f32], lr: f32) {
         let width = self.width;
+        let target = match &mut self.pending {
+            Some(p) => p,
+            None => &mut self.weights,
+        };
         let mut apply = |r: usize, xr: f32| {
             let s = lr * xr;
-            for (w, &d) in self.weights[r * width..(r + 1) * width]
-                .iter_mut()
-                .zip(delta)
-            {
+            for (w, &d) in target[r * width..(r + 1) * width].iter_mut().zip(delta) {
                 *w -= s * d;
             }
         };
@@ -366,6 +384,23 @@ impl Dense {
         if self.bias {
             apply(self.inputs, 1.0);
         }
+    }
+
+    /// Adds `scale` times the pending updates to the weights and clears them (the end of a
+    /// mini-batch: `scale` is the learning-rate factor over the batch size).
+    pub fn flush(&mut self, scale: f32) {
+        if let Some(p) = &mut self.pending {
+            for (w, g) in self.weights.iter_mut().zip(p.iter_mut()) {
+                *w += *g * scale;
+                *g = 0.0;
+            }
+        }
+    }
+
+    /// Keeps updates pending until [`Dense::flush`] when `batched`.
+    pub fn batched(mut self, batched: bool) -> Self {
+        self.pending = batched.then(|| vec![0.0; self.weights.len()]);
+        self
     }
 
     /// Row `r` of the weights (row `inputs` is the bias).

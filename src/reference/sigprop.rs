@@ -79,7 +79,9 @@ impl SigpropF32 {
                 bias: fl.bias,
                 activation,
                 weights: to_f32(&fl.weights),
-            };
+                pending: None,
+            }
+            .batched(desc.learning.batch > 1);
             if let Some(p) = &fl.projection {
                 projection = to_f32(p);
             }
@@ -291,6 +293,16 @@ impl SigpropF32 {
 }
 
 impl Model for SigpropF32 {
+    fn end_batch(&mut self, scale: f32) {
+        for l in self
+            .hidden
+            .iter_mut()
+            .chain(self.output.iter_mut().map(|(o, _)| o))
+        {
+            l.flush(scale);
+        }
+    }
+
     fn finite(&self) -> bool {
         self.hidden
             .iter()
@@ -300,10 +312,15 @@ impl Model for SigpropF32 {
     }
 
     fn train_sample(&mut self, step: u64, x: &[f32], label: usize) -> usize {
-        if step % self.target_refresh == 0 {
+        if step.is_multiple_of(self.target_refresh) {
             self.refresh_targets();
         }
-        self.lr_scale = anneal_scale(self.anneal_every, step);
+        // With mini-batches the rate of the batch's end applies (`end_batch`).
+        self.lr_scale = if self.hidden[0].pending.is_some() {
+            1.0
+        } else {
+            anneal_scale(self.anneal_every, step)
+        };
         self.step(x, label)
     }
 

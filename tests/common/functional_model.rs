@@ -187,6 +187,10 @@ pub struct Layer {
     pub w: Matrix,
     /// `classes x width`: the class targets, when the layer keeps them.
     pub targets: Matrix,
+    /// Mini-batches: the per-synapse sums of `-delta * x` since the last apply, and the
+    /// fraction bits of the deltas they sum.
+    pub grad: Option<Vec<Vec<i64>>>,
+    pub grad_frac: i32,
 }
 
 /// The whole network and its training state.
@@ -205,6 +209,8 @@ pub struct Model {
     pub steps: u64,
     /// Every this many samples the learning-rate shifts grow by one.
     pub anneal_every: Option<u64>,
+    /// Samples per weight update.
+    pub batch: u32,
     /// `to_input`: the projected target of each class, an input-shaped vector (LFSR row
     /// `class` over the inputs, uniform in [-1, 1) in the input format).
     pub input_projection: Option<Matrix>,
@@ -383,6 +389,8 @@ impl Model {
                 keeps_targets: l.keeps_targets,
                 lr_shift: l.lr_shift as i32,
                 rounding: l.rounding,
+                grad: (p.network.batch > 1).then(|| vec![vec![0; l.width as usize]; w.len()]),
+                grad_frac: 0,
                 w,
                 targets: vec![vec![0; l.width as usize]; classes],
             })
@@ -398,6 +406,7 @@ impl Model {
             prob: p.chip.probability_format(),
             steps: 0,
             anneal_every: p.network.lr_anneal_every,
+            batch: p.network.batch,
             input_projection: p.layers[0]
                 .projection
                 .filter(|i| i.mode == ProjectionMode::ToInput)
@@ -494,8 +503,36 @@ impl Model {
 
     /// One training sample: targets refreshed when due, forward, then every layer's local
     /// update from its own input and output. Returns the forward pass (before the updates).
+    /// The end of a mini-batch: every layer adds the batch mean of its summed updates.
+    pub fn apply(&mut self) {
+        let anneal = self.anneal_every.map_or(0, |n| (self.steps / n) as i32);
+        let log2_batch = self.batch.trailing_zeros() as i32;
+        let (seed, steps) = (self.seed, self.steps);
+        for l in &mut self.layers {
+            let Some(g) = l.grad.as_mut() else { continue };
+            let shift = l.grad_frac + l.inf - l.wf + l.lr_shift + anneal + log2_batch;
+            let (lo, hi) = (l.weight_format.min_raw(), l.weight_format.max_raw());
+            for (r, grow) in g.iter_mut().enumerate() {
+                let key = stochastic_row_key(seed, l.number, r as u32, steps * 512 + 511);
+                for (c, gv) in grow.iter_mut().enumerate() {
+                    if *gv == 0 {
+                        continue;
+                    }
+                    let dv = match l.rounding {
+                        Rounding::Nearest => round_shift(*gv, shift),
+                        Rounding::Stochastic => {
+                            stochastic_shift(*gv, shift, stochastic_bits(key, c as u32))
+                        }
+                    };
+                    l.w[r][c] = (l.w[r][c] as i64 + dv).clamp(lo, hi) as i32;
+                    *gv = 0;
+                }
+            }
+        }
+    }
+
     pub fn train_sample(&mut self, x: &[i32], label: usize) -> Pass {
-        if self.steps % self.target_refresh == 0 {
+        if self.steps.is_multiple_of(self.target_refresh) {
             self.refresh_targets();
         }
         let pass = self.forward(x);
@@ -523,6 +560,9 @@ impl Model {
             learn(l, &pre, h, label, pf, self.prob, seed, step, anneal);
         }
         self.steps += 1;
+        if self.batch > 1 && self.steps.is_multiple_of(self.batch as u64) {
+            self.apply();
+        }
         pass
     }
 }
@@ -587,6 +627,17 @@ fn learn(
     };
     let shift = delta_frac + l.inf - l.wf + l.lr_shift + anneal;
     let xin = l.with_bias(x);
+    if let Some(g) = &mut l.grad {
+        // Mini-batch: sum exactly (in 40 bits) and apply at the batch's end.
+        l.grad_frac = delta_frac;
+        let limit = 1i64 << 39;
+        for (r, &xr) in xin.iter().enumerate() {
+            for (c, &d) in delta.iter().enumerate() {
+                g[r][c] = (g[r][c] - d * xr).clamp(-limit, limit - 1);
+            }
+        }
+        return;
+    }
     let (lo, hi) = (l.weight_format.min_raw(), l.weight_format.max_raw());
     for (r, &xr) in xin.iter().enumerate() {
         if xr == 0 {
