@@ -21,6 +21,8 @@ pub struct Runs {
     pub epochs_run: u32,
     pub shuffle_seed: u64,
     pub seconds: f64,
+    /// Synaptic operations of the whole run (for the host's rate).
+    pub synaptic_ops: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -145,8 +147,12 @@ pub struct Energy {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Host {
+    /// The whole run: training, the per-epoch test inference and the final evaluations.
     pub seconds: f64,
+    /// Training samples over `seconds`.
     pub train_samples_per_second: f64,
+    /// Every emulated synaptic operation (multiply-accumulate) of the run over `seconds`.
+    pub emulated_macs_per_second: f64,
 }
 
 fn per(x: u64, n: u64) -> f64 {
@@ -287,7 +293,8 @@ impl Report {
             },
             host: Host {
                 seconds: r.seconds,
-                train_samples_per_second: per(r.train_samples, 1).max(0.0) / r.seconds.max(1e-9),
+                train_samples_per_second: r.train_samples as f64 / r.seconds.max(1e-9),
+                emulated_macs_per_second: r.synaptic_ops as f64 / r.seconds.max(1e-9),
             },
         }
     }
@@ -390,8 +397,10 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "host    {:.2} s, {:.0} training samples/s",
-            self.host.seconds, self.host.train_samples_per_second
+            "host    {:.2} s, {:.0} training samples/s, {:.2e} emulated MAC/s",
+            self.host.seconds,
+            self.host.train_samples_per_second,
+            self.host.emulated_macs_per_second
         )
     }
 }

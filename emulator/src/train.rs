@@ -226,6 +226,7 @@ pub fn train(
         epochs_run: opts.epochs,
         shuffle_seed: opts.seed,
         seconds: started.elapsed().as_secs_f64(),
+        synaptic_ops: m.counters.synaptic_ops,
     };
     let report = Report::new(&trained, &data.name, &train_counters, &test_counters, runs);
     Ok((trained, report))
@@ -250,6 +251,7 @@ pub fn run(program: Program, data: &Dataset, progress: Progress) -> Result<Repor
         epochs_run: 0,
         shuffle_seed: 0,
         seconds: started.elapsed().as_secs_f64(),
+        synaptic_ops: m.counters.synaptic_ops,
     };
     let program = m.trained_program();
     Ok(Report::new(
