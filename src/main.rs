@@ -252,6 +252,15 @@ fn progress_bar(quiet: bool) -> ProgressBar {
     bar
 }
 
+/// A progress callback that moves `bar`.
+fn report_to(bar: &ProgressBar) -> impl FnMut(u64, u64, &str) + '_ {
+    move |done, total, what| {
+        bar.set_length(total);
+        bar.set_position(done);
+        bar.set_message(what.to_string());
+    }
+}
+
 fn finish(report: &Report, json: Option<&Path>) -> Result<()> {
     outln!("{report}");
     if let Some(p) = json {
@@ -356,11 +365,7 @@ fn real_main() -> Result<()> {
                 let net = load_network(&input)?;
                 let data = load_data(&data, train_limit, test_limit)?;
                 let bar = progress_bar(quiet);
-                let mut progress = |done: u64, total: u64, what: &str| {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                    bar.set_message(what.to_string());
-                };
+                let mut progress = report_to(&bar);
                 let opts = F32Options { epochs, seed };
                 let rep = reference::train_f32(&net, &data, algorithm, &opts, &mut progress)?;
                 bar.finish_and_clear();
@@ -374,11 +379,7 @@ fn real_main() -> Result<()> {
             let program = load_program(&input, chip.as_deref(), quiet)?;
             let data = load_data(&data, train_limit, test_limit)?;
             let bar = progress_bar(quiet);
-            let mut progress = |done: u64, total: u64, what: &str| {
-                bar.set_length(total);
-                bar.set_position(done);
-                bar.set_message(what.to_string());
-            };
+            let mut progress = report_to(&bar);
             let opts = emu::TrainOptions { epochs, seed };
             let (trained, rep) = emu::train(program, &data, &opts, &mut progress)?;
             bar.finish_and_clear();
@@ -400,11 +401,7 @@ fn real_main() -> Result<()> {
             let p = load_program(&program, None, quiet)?;
             let data = load_data(&data, train_limit, test_limit)?;
             let bar = progress_bar(quiet);
-            let mut progress = |done: u64, total: u64, what: &str| {
-                bar.set_length(total);
-                bar.set_position(done);
-                bar.set_message(what.to_string());
-            };
+            let mut progress = report_to(&bar);
             let rep = emu::run(p, &data, &mut progress)?;
             bar.finish_and_clear();
             finish(&rep, report.as_deref())?;

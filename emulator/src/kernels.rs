@@ -341,6 +341,16 @@ pub struct UpdateKey {
     pub step: u64,
 }
 
+/// `v * 2^-shift` rounded as the layer rounds weight updates; stochastic bits come from the
+/// synapse's (row key, layer-global column).
+#[inline]
+fn round_update(v: i64, shift: i32, rounding: Rounding, row_key: u64, col: u32) -> i64 {
+    match rounding {
+        Rounding::Nearest => round_shift(v, shift),
+        Rounding::Stochastic => stochastic_shift(v, shift, stochastic_bits(row_key, col)),
+    }
+}
+
 /// Outer-product weight update: `w[r][c] = sat(w[r][c] - round(delta[c] * x[r] >> shift))`,
 /// skipping zero inputs and zero errors (they change nothing under either rounding).
 #[allow(clippy::too_many_arguments)]
@@ -372,12 +382,7 @@ pub fn update(
             }
             act.synapses += 1;
             let v = -(d * xr as i64);
-            let dv = match rounding {
-                Rounding::Nearest => round_shift(v, shift),
-                Rounding::Stochastic => {
-                    stochastic_shift(v, shift, stochastic_bits(row_key, key.col_start + c as u32))
-                }
-            };
+            let dv = round_update(v, shift, rounding, row_key, key.col_start + c as u32);
             let nv = *wv as i64 + dv;
             if nv < lo || nv > hi {
                 act.saturations += 1;
@@ -433,14 +438,7 @@ pub fn apply(
                 continue;
             }
             act.synapses += 1;
-            let dv = match rounding {
-                Rounding::Nearest => round_shift(*gv, shift),
-                Rounding::Stochastic => stochastic_shift(
-                    *gv,
-                    shift,
-                    stochastic_bits(row_key, key.col_start + c as u32),
-                ),
-            };
+            let dv = round_update(*gv, shift, rounding, row_key, key.col_start + c as u32);
             let nv = *wv as i64 + dv;
             act.saturations += (nv < lo || nv > hi) as u64;
             *wv = nv.clamp(lo, hi) as i32;

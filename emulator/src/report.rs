@@ -309,6 +309,28 @@ fn kib(bits: u64) -> String {
     format!("{:.1} KiB", bits as f64 / 8192.0)
 }
 
+/// The accuracy table of a run, as the chip's and the software references' reports print it.
+pub fn write_accuracy(
+    f: &mut fmt::Formatter<'_>,
+    per_epoch: &[EpochLog],
+    train: f64,
+    test: f64,
+) -> fmt::Result {
+    writeln!(f, "\naccuracy")?;
+    for e in per_epoch {
+        writeln!(
+            f,
+            "  epoch {:>3}   train (online) {:.4}   test {:.4}",
+            e.epoch, e.train_online, e.test
+        )?;
+    }
+    writeln!(
+        f,
+        "  final       train {:.4}            test {:.4}",
+        train, test
+    )
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -316,18 +338,11 @@ impl fmt::Display for Report {
             "{} on {} ({}), {} epochs, {} training samples",
             self.network, self.chip, self.data, self.epochs, self.train_samples
         )?;
-        writeln!(f, "\naccuracy")?;
-        for e in &self.accuracy.per_epoch {
-            writeln!(
-                f,
-                "  epoch {:>3}   train (online) {:.4}   test {:.4}",
-                e.epoch, e.train_online, e.test
-            )?;
-        }
-        writeln!(
+        write_accuracy(
             f,
-            "  final       train {:.4}            test {:.4}",
-            self.accuracy.train, self.accuracy.test
+            &self.accuracy.per_epoch,
+            self.accuracy.train,
+            self.accuracy.test,
         )?;
         writeln!(f, "\nlayers")?;
         for a in &self.activity {

@@ -159,18 +159,11 @@ impl fmt::Display for F32Report {
             "{} in {} ({}, no hardware model) on {}, {} epochs, {} training samples",
             self.network, self.backend, self.algorithm, self.data, self.epochs, self.train_samples
         )?;
-        writeln!(f, "\naccuracy")?;
-        for e in &self.accuracy.per_epoch {
-            writeln!(
-                f,
-                "  epoch {:>3}   train (online) {:.4}   test {:.4}",
-                e.epoch, e.train_online, e.test
-            )?;
-        }
-        writeln!(
+        sigchip_emulator::report::write_accuracy(
             f,
-            "  final       train {:.4}            test {:.4}",
-            self.accuracy.train, self.accuracy.test
+            &self.accuracy.per_epoch,
+            self.accuracy.train,
+            self.accuracy.test,
         )?;
         if self.diverged {
             writeln!(
