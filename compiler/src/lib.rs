@@ -50,7 +50,10 @@ pub struct Compiled {
 
 /// A network that does not fit a core's memories.
 #[derive(Debug, thiserror::Error)]
-#[error("the network does not fit: {layer} needs {needed} {resource} on {core}, a core has {available}\n  what to change: {advice}")]
+#[error(
+    "the network does not fit: {layer} needs {needed} {resource} on {core}, a core has {available}{}\n  what to change: {advice}",
+    if *.other_cores > 0 { format!(" (and {} more cores overflow)", .other_cores) } else { String::new() }
+)]
 pub struct FitError {
     pub layer: String,
     pub core: String,
@@ -58,6 +61,8 @@ pub struct FitError {
     pub needed: u64,
     pub available: u64,
     pub advice: String,
+    /// Further cores that overflow a memory.
+    pub other_cores: usize,
 }
 
 /// Why compilation failed; each variant comes from one pass.
@@ -303,16 +308,27 @@ fn fit_error(p: &Program, e: VerifyError) -> CompileError {
                 needed: *needed,
                 available: *available,
                 advice,
+                other_cores: 0,
             })
         }
         _ => None,
     });
+    let mut overflowing: Vec<_> = e
+        .violations
+        .iter()
+        .filter_map(|v| match v {
+            Violation::Capacity { core: Some(c), .. } => Some(*c),
+            _ => None,
+        })
+        .collect();
+    overflowing.dedup();
     match fit {
-        Some(f)
+        Some(mut f)
             if e.violations
                 .iter()
                 .all(|v| matches!(v, Violation::Capacity { .. })) =>
         {
+            f.other_cores = overflowing.len().saturating_sub(1);
             f.into()
         }
         _ => e.into(),

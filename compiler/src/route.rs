@@ -221,7 +221,11 @@ pub fn route(x: &RouteInputs) -> RouteTable {
                     );
                 }
             }
-            if ct > 0 {
+            // Column tiles exchange class scores and errors only where a softmax spans the
+            // layer (and, for a nearest-target readout, to reduce the last layer's scores).
+            let last = l + 1 == layers;
+            let softmax = !x.losses[l].label_on_every_core();
+            if ct > 0 && (softmax || (last && x.readout.is_nearest())) {
                 let c = x.classes;
                 t.add(
                     Purpose::Scores { src: reducer },
@@ -233,18 +237,19 @@ pub fn route(x: &RouteInputs) -> RouteTable {
                     Buf::ScoreIn,
                     0,
                 );
+            }
+            if ct > 0 && softmax {
                 t.add(
                     Purpose::Err { dst: reducer },
                     core(leader),
                     Buf::Err,
                     0,
-                    c,
+                    x.classes,
                     core(reducer),
                     Buf::Err,
                     0,
                 );
             }
-            let last = l + 1 == layers;
             if last && !x.readout.is_nearest() {
                 t.add(
                     Purpose::Output { src: reducer },
