@@ -82,6 +82,13 @@ pub fn table(
             let mut desc = base.clone();
             desc.loss = loss;
             desc.readout = readout;
+            if loss != LossKind::LabelDirect {
+                // Learned targets (and so a learned projection) are label_direct's only.
+                desc.targets = crate::isa::TargetMode::Constant;
+                if desc.projection == crate::isa::ProjectionMode::Learned {
+                    desc.projection = crate::isa::ProjectionMode::FixedRandom;
+                }
+            }
             let what = format!("{} / {}", loss_name(loss), readout_name(readout));
             progress(&format!("chip {what}"));
             let program = compiler::compile(desc.clone(), &origin, chip)?.program;

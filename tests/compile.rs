@@ -392,7 +392,7 @@ fn memory_report_follows_the_options() {
 
 #[test]
 fn mini_batches_add_gradient_accumulators_and_check_their_options() {
-    use sigchip::isa::memory::{memory_use, GRADIENT_BITS};
+    use sigchip::isa::memory::{gradient_bits, memory_use};
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits.ron"))
         .unwrap();
     let chip = ChipDescription::from_ron("(memory: (data_sram_bits: 1048576))", "big.ron").unwrap();
@@ -404,8 +404,10 @@ fn mini_batches_add_gradient_accumulators_and_check_their_options() {
         .unwrap()
         .program;
     let (mo, mb) = (memory_use(&online), memory_use(&batched));
-    // One 40-bit accumulator per synapse: layer 1 holds 65 x 128 of them.
-    assert_eq!(mb[0].learning - mo[0].learning, 65 * 128 * GRADIENT_BITS);
+    // One accumulator per synapse, 32 (error) + 8 (input) + 3 (log2 batch) = 43 bits wide:
+    // layer 1 holds 65 x 128 of them.
+    assert_eq!(gradient_bits(&batched), 43);
+    assert_eq!(mb[0].learning - mo[0].learning, 65 * 128 * 43);
     assert!(batched
         .cores
         .iter()
@@ -440,4 +442,42 @@ fn mini_batches_add_gradient_accumulators_and_check_their_options() {
     assert!(
         compile_err(&t, &chip).contains("mini-batches are supported with `targets: constant` only")
     );
+}
+
+#[test]
+fn verifier_refuses_instructions_whose_state_does_not_exist() {
+    let mut p = digits().program;
+    p.cores[0].streams.learn.insert(
+        0,
+        Instr::GAcc {
+            pre: sigchip::isa::Pre::Data,
+        },
+    );
+    p.cores[0]
+        .streams
+        .learn
+        .insert(0, Instr::Mvm { src: Buf::Acc });
+    p.cores[2].streams.learn.insert(
+        0,
+        Instr::TStore {
+            class: sigchip::isa::Class(0),
+        },
+    );
+    p.cores[1].streams.learn.insert(
+        0,
+        Instr::Upd {
+            pre: sigchip::isa::Pre::Target,
+        },
+    );
+    p.network.lr_anneal_every = Some(0);
+    let text = isa::verify(&p).unwrap_err().to_string();
+    for needle in [
+        "gradient accumulators exist only with mini-batches",
+        "the crossbar reads only `in`",
+        "core2 learn[0] `tstore 0`: the layer keeps no class targets",
+        "core1 learn[0] `upd target`: the layer keeps no target-stream inputs",
+        "lr_anneal_every is 0",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
 }

@@ -80,7 +80,13 @@ pub enum CompileError {
     NotForwardOnly(#[from] NotForwardOnly),
     /// The emitted program broke an invariant: a compiler bug, reported in full.
     #[error("internal compiler error: {0}")]
-    Verify(#[from] VerifyError),
+    Verify(VerifyError),
+}
+
+impl From<VerifyError> for CompileError {
+    fn from(e: VerifyError) -> Self {
+        CompileError::Verify(e)
+    }
 }
 
 /// Parses, validates and compiles a RON network description for `chip`.
@@ -135,6 +141,19 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
         targets: desc.targets,
     };
     let routes = route::route(&route_inputs);
+    // Route operands are 16 bits wide.
+    if routes.routes.len() > 1 << 16 {
+        return Err(FitError {
+            layer: "the network".into(),
+            core: "the chip".into(),
+            resource: "routes".into(),
+            needed: routes.routes.len() as u64,
+            available: 1 << 16,
+            advice: "a larger crossbar (fewer tiles, fewer routes between them)".into(),
+            other_cores: 0,
+        }
+        .into());
+    }
     let keeps_targets_until = route_inputs.keeps_targets_until();
     let streams = schedule::schedule(&schedule::ScheduleInputs {
         projection_learned: desc.projection == ProjectionMode::Learned,
@@ -285,8 +304,8 @@ fn fit_error(p: &Program, e: VerifyError) -> CompileError {
                     "a larger memory.data_sram_bits (>= {needed}), a larger crossbar (fewer, larger tiles \
                      need fewer buffers), fewer classes, or fewer neurons in {layer}{}",
                     if p.network.batch > 1 {
-                        "; or online learning (learning.batch: 1), which needs no per-synapse \
-                         gradient accumulators"
+                        "; with mini-batches the per-synapse gradient accumulators dominate: a \
+                         smaller crossbar (smaller tiles) or online learning (learning.batch: 1)"
                     } else {
                         ""
                     }

@@ -15,7 +15,7 @@ use sigchip_isa::instr::{DeltaMode, Pre, ScoreMode};
 use sigchip_isa::memory::ERROR_BITS;
 use sigchip_isa::{
     verify, Activation, Buf, CoreId, Endpoint, Instr, LocalLoss, Program, QFormat, Rounding,
-    RouteId, TargetMode, VerifyError,
+    RouteId, VerifyError,
 };
 use std::collections::VecDeque;
 
@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 #[derive(Debug, thiserror::Error)]
 pub enum EmuError {
     #[error("refusing to run the program: {0}")]
-    Verify(#[from] VerifyError),
+    Verify(VerifyError),
     #[error("deadlock in the {phase} phase at cycle {cycle}: {}", .waiting.iter().map(|(c, r)| format!("{c} waits on {r}")).collect::<Vec<_>>().join(", "))]
     Deadlock {
         phase: String,
@@ -32,6 +32,12 @@ pub enum EmuError {
     },
     #[error("the data set does not fit the program: {0}")]
     Shape(String),
+}
+
+impl From<VerifyError> for EmuError {
+    fn from(e: VerifyError) -> Self {
+        EmuError::Verify(e)
+    }
 }
 
 /// A phase stream of every core.
@@ -52,11 +58,18 @@ pub struct Saturations {
     pub probability: u64,
     pub error: u64,
     pub weight: u64,
+    /// Class-score registers (`SCORE_BITS` wide).
+    pub score: u64,
 }
 
 impl Saturations {
     pub fn total(&self) -> u64 {
-        self.accumulator + self.activation + self.probability + self.error + self.weight
+        self.accumulator
+            + self.activation
+            + self.probability
+            + self.error
+            + self.weight
+            + self.score
     }
 }
 
@@ -196,7 +209,6 @@ impl Machine {
                 }
             })
             .collect();
-        let learned = program.network.targets == TargetMode::Learned;
         let cores = program
             .cores
             .iter()
@@ -231,7 +243,7 @@ impl Machine {
                     } else {
                         Vec::new()
                     },
-                    tgtin: if l.keeps_targets && (learned || l.loss.needs_target_inputs()) {
+                    tgtin: if program.keeps_target_inputs(l) {
                         vec![0; classes * rows]
                     } else {
                         Vec::new()
@@ -513,12 +525,14 @@ impl Machine {
                         kernels::score_targets_l2(&core.out, &core.tgt, &mut core.score)
                     }
                 };
+                self.counters.saturations.score += saturate_scores(&mut core.score);
             }
             Instr::AddSc {} => {
                 for (s, &x) in core.score.iter_mut().zip(&core.score_in) {
                     *s += x;
                 }
                 a.neurons = classes as u64;
+                self.counters.saturations.score += saturate_scores(&mut core.score);
             }
             Instr::Smax {} => {
                 let mode = if self.program.layers[core.layer].keeps_targets {
@@ -582,9 +596,13 @@ impl Machine {
                     Pre::Target => &core.tgtin[core.label * rows..(core.label + 1) * rows],
                     Pre::Data => &core.inb[..],
                 };
-                a = kernels::accumulate(&mut core.grad, core.cols, x, &core.delta, GRADIENT_FMT);
+                let fmt = QFormat::new(sigchip_isa::memory::gradient_bits(&self.program) as u8, 0);
+                a = kernels::accumulate(&mut core.grad, core.cols, x, &core.delta, fmt);
                 self.counters.saturations.weight += a.saturations;
-                self.counters.weight_updates += a.synapses;
+                // An accumulator read-modify-write, charged as data SRAM traffic.
+                let bits = a.synapses * fmt.bits as u64;
+                self.counters.sram_bits_read += bits;
+                self.counters.sram_bits_written += bits;
             }
             Instr::GApply {} => {
                 // The batch mean is one more shift by log2(batch).
@@ -610,6 +628,7 @@ impl Machine {
                     layer.weight_fmt,
                 );
                 self.counters.saturations.weight += a.saturations;
+                self.counters.weight_updates += a.synapses;
             }
             Instr::Upd { .. } | Instr::UpdT { .. } => {
                 let (x, delta, frac, sub) = match instr {
@@ -735,8 +754,10 @@ pub fn argmax(v: &[i64]) -> usize {
     best
 }
 
-/// Gradient accumulators are `GRADIENT_BITS` wide.
-const GRADIENT_FMT: QFormat = QFormat::new(sigchip_isa::memory::GRADIENT_BITS as u8, 0);
+/// Score registers are `SCORE_BITS` wide.
+fn saturate_scores(s: &mut [i64]) -> u64 {
+    kernels::saturate_all(s, QFormat::new(sigchip_isa::memory::SCORE_BITS as u8, 0))
+}
 
 /// Error registers are `ERROR_BITS` wide.
 fn saturate_errors(d: &mut [i64]) -> u64 {
@@ -800,6 +821,7 @@ impl Counters {
                 probability: s.probability - e.probability,
                 error: s.error - e.error,
                 weight: s.weight - e.weight,
+                score: s.score - e.score,
             },
             busy_cycles: sub(&self.busy_cycles, &earlier.busy_cycles),
             active_outputs: sub(&self.active_outputs, &earlier.active_outputs),
@@ -823,6 +845,7 @@ impl Counters {
         s.probability += t.probability;
         s.error += t.error;
         s.weight += t.weight;
+        s.score += t.score;
         add(&mut self.busy_cycles, &o.busy_cycles);
         add(&mut self.active_outputs, &o.active_outputs);
         add(&mut self.outputs, &o.outputs);

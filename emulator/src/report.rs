@@ -219,6 +219,7 @@ impl Report {
         sat.probability += t.probability;
         sat.error += t.error;
         sat.weight += t.weight;
+        sat.score += t.score;
         Report {
             network: p.name.clone(),
             chip: p.chip.name.clone(),
@@ -401,8 +402,8 @@ impl fmt::Display for Report {
         let s = &self.saturations_by_kind;
         writeln!(
             f,
-            "saturations {} (accumulator {}, activation {}, probability {}, error {}, weight {})",
-            self.saturations, s.accumulator, s.activation, s.probability, s.error, s.weight
+            "saturations {} (accumulator {}, activation {}, probability {}, error {}, weight {}, score {})",
+            self.saturations, s.accumulator, s.activation, s.probability, s.error, s.weight, s.score
         )?;
         writeln!(
             f,

@@ -191,7 +191,8 @@ pub fn train(
             correct += (res.prediction == Some(label)) as u64;
             train_cycles += res.end + sync;
             step += 1;
-            if net.batch > 1 && step.is_multiple_of(net.batch as u64) {
+            // Batches start with each epoch.
+            if net.batch > 1 && (j as u64 + 1).is_multiple_of(net.batch as u64) {
                 train_cycles += apply_batch(&mut m)? + sync;
             }
             if j % 256 == 0 {
@@ -199,7 +200,7 @@ pub fn train(
             }
         }
         // An epoch ends its last, partial mini-batch.
-        if net.batch > 1 && !step.is_multiple_of(net.batch as u64) {
+        if net.batch > 1 && !(n as u64).is_multiple_of(net.batch as u64) {
             train_cycles += apply_batch(&mut m)? + sync;
         }
         train_counters.add(&m.counters.since(&before));

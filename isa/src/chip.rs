@@ -241,7 +241,8 @@ pub mod limits {
     pub const MAX_GRID_SIDE: u16 = 256;
     pub const MAX_CROSSBAR_SIDE: u32 = 4096;
     pub const WEIGHT_BITS: (u8, u8) = (2, 16);
-    pub const ACTIVATION_BITS: (u8, u8) = (2, 16);
+    /// Hidden outputs keep three integer bits, so at least one fraction bit needs four.
+    pub const ACTIVATION_BITS: (u8, u8) = (4, 16);
     pub const ACCUMULATOR_BITS: (u8, u8) = (8, 32);
     pub const STATE_BITS: (u8, u8) = (4, 32);
     pub const PROBABILITY_BITS: (u8, u8) = (8, 16);

@@ -13,8 +13,13 @@ pub const ERROR_BITS: u64 = 32;
 pub const LABEL_BITS: u64 = 8;
 /// Width of one routing-table entry (route id, output port, buffer and range).
 pub const ROUTE_ENTRY_BITS: u64 = 32;
-/// Width of one per-synapse gradient accumulator (mini-batches).
-pub const GRADIENT_BITS: u64 = 40;
+/// Width of one per-synapse gradient accumulator (mini-batches): wide enough that a batch of
+/// products of a full error register and an input never saturates.
+pub fn gradient_bits(program: &Program) -> u64 {
+    ERROR_BITS
+        + program.chip.bits.activation as u64
+        + program.network.batch.max(1).trailing_zeros() as u64
+}
 /// Width of one LFSR state of a regenerated projection row.
 pub const LFSR_BITS: u64 = 32;
 /// Width of one instruction word.
@@ -43,9 +48,9 @@ pub fn buffer_len(program: &Program, core: &CoreProgram, buf: Buf) -> usize {
 }
 
 /// Gradient accumulators of a core: one per synapse when training in mini-batches.
-fn gradient_bits(program: &Program, core: &CoreProgram) -> u64 {
+fn gradient_memory(program: &Program, core: &CoreProgram) -> u64 {
     if program.network.batch > 1 {
-        core.tile.rows as u64 * core.tile.cols as u64 * GRADIENT_BITS
+        core.tile.rows as u64 * core.tile.cols as u64 * gradient_bits(program)
     } else {
         0
     }
@@ -139,10 +144,7 @@ fn core_memory(program: &Program, core: &CoreProgram, route_entries: u32) -> Cor
     if layer.keeps_targets && core.tile.is_reducer() {
         targets += classes * core.tile.cols as u64 * act;
     }
-    if layer.keeps_targets
-        && (layer.id.0 > 1 || program.projects_to_input())
-        && (program.network.targets == TargetMode::Learned || layer.loss.needs_target_inputs())
-    {
+    if program.keeps_target_inputs(layer) {
         targets += classes * core.tile.rows as u64 * act;
     }
     CoreMemory {
@@ -156,7 +158,7 @@ fn core_memory(program: &Program, core: &CoreProgram, route_entries: u32) -> Cor
         },
         buffers: bits(Buf::In) + bits(Buf::Acc) + bits(Buf::Psum) + bits(Buf::Out),
         targets,
-        learning: gradient_bits(program, core)
+        learning: gradient_memory(program, core)
             + bits(Buf::Score)
             + bits(Buf::ScoreIn)
             + bits(Buf::Err)

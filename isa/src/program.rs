@@ -498,6 +498,14 @@ impl Program {
         ron::ser::to_string_pretty(self, config).expect("a program always serializes")
     }
 
+    /// Whether a layer's cores keep the target stream's inputs (`tgtin`): where the target
+    /// stream passes through the crossbar and something learns from it.
+    pub fn keeps_target_inputs(&self, layer: &LayerInfo) -> bool {
+        layer.keeps_targets
+            && (layer.id.0 > 1 || self.projects_to_input())
+            && (self.network.targets == TargetMode::Learned || layer.loss.needs_target_inputs())
+    }
+
     /// Whether the input port projects the targets to the input's shape (`to_input`).
     pub fn projects_to_input(&self) -> bool {
         self.layers

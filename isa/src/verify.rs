@@ -14,7 +14,7 @@
 //!    fit; every route's buffer ranges exist; class operands name a class.
 
 use crate::ids::CoreId;
-use crate::instr::{Buf, Instr};
+use crate::instr::{Buf, DeltaMode, Instr, Pre, ScoreMode};
 use crate::memory::{buffer_len, memory_use};
 use crate::program::{Endpoint, Program, Route, RouteKind};
 use std::fmt;
@@ -122,6 +122,7 @@ impl VerifyError {
 pub fn verify(program: &Program) -> Result<(), VerifyError> {
     let mut v = Vec::new();
     let structure_ok = check_structure(program, &mut v);
+    check_network(program, &mut v);
     if structure_ok {
         check_routes(program, &mut v);
         check_instructions(program, &mut v);
@@ -176,16 +177,36 @@ fn check_structure(p: &Program, v: &mut Vec<Violation>) -> bool {
             }
         }
     }
-    if p.network.classes < 2 {
+    if !(2..=255).contains(&p.network.classes) {
         structural(
             v,
-            format!(
-                "network has {} classes, needs at least 2",
-                p.network.classes
-            ),
+            format!("network has {} classes, must be 2..=255", p.network.classes),
         );
     }
     v.len() == before
+}
+
+/// Network-wide parameters the emulator divides or shifts by.
+fn check_network(p: &Program, v: &mut Vec<Violation>) {
+    let n = &p.network;
+    if n.batch == 0 || !n.batch.is_power_of_two() {
+        structural(
+            v,
+            format!("network batch is {}, must be a power of two", n.batch),
+        );
+    }
+    if n.target_refresh == 0 {
+        structural(v, "network target_refresh is 0, must be at least 1".into());
+    }
+    if n.lr_anneal_every == Some(0) {
+        structural(v, "network lr_anneal_every is 0, must be at least 1".into());
+    }
+    if !(2..=16).contains(&n.input_format.bits) {
+        structural(
+            v,
+            format!("input format {} must be 2..=16 bits wide", n.input_format),
+        );
+    }
 }
 
 fn check_routes(p: &Program, v: &mut Vec<Violation>) {
@@ -311,6 +332,45 @@ fn check_instructions(p: &Program, v: &mut Vec<Violation>) {
                             format!("{}: class {class} but the network has {classes}", at()),
                         )
                     }
+                    Instr::GAcc { .. } | Instr::GApply {} if p.network.batch < 2 => structural(
+                        v,
+                        format!(
+                            "{}: gradient accumulators exist only with mini-batches",
+                            at()
+                        ),
+                    ),
+                    Instr::Upd { pre: Pre::Target }
+                    | Instr::GAcc { pre: Pre::Target }
+                    | Instr::UpdT { .. }
+                    | Instr::TInStore { .. }
+                        if !p.keeps_target_inputs(p.layer(core.layer)) =>
+                    {
+                        structural(
+                            v,
+                            format!("{}: the layer keeps no target-stream inputs", at()),
+                        )
+                    }
+                    Instr::Mvm { src } if src != Buf::In => {
+                        structural(v, format!("{}: the crossbar reads only `in`", at()))
+                    }
+                    Instr::TStore { .. }
+                    | Instr::Score {
+                        mode: ScoreMode::Targets | ScoreMode::TargetsL2,
+                    }
+                    | Instr::Delta {
+                        mode: DeltaMode::Targets | DeltaMode::L2 | DeltaMode::Hebbian,
+                    }
+                    | Instr::DeltaT { .. }
+                        if !p.layer(core.layer).keeps_targets =>
+                    {
+                        structural(v, format!("{}: the layer keeps no class targets", at()))
+                    }
+                    Instr::Delta {
+                        mode: DeltaMode::Direct,
+                    } if p.layer(core.layer).keeps_targets => structural(
+                        v,
+                        format!("{}: `delta direct` is for a readout layer's logits", at()),
+                    ),
                     Instr::Proj { .. } if !p.has_projection(core) => {
                         structural(v, format!("{}: the core holds no target projection", at()))
                     }

@@ -242,16 +242,16 @@ pub fn train_model(
             let label = data.train.label(i);
             correct += (m.train_sample(step, &x, label) == label) as u64;
             step += 1;
-            // Mini-batches end as on the chip: every `batch` samples and with each epoch, the
-            // mean over `batch` at the learning rate of that moment.
-            if batch > 1 && step.is_multiple_of(batch) {
+            // Mini-batches end as on the chip: every `batch` samples of an epoch and with the
+            // epoch, over `batch`, at the learning rate of that moment.
+            if batch > 1 && (j as u64 + 1).is_multiple_of(batch) {
                 m.end_batch(anneal_scale(anneal, step) / batch as f32);
             }
             if j % 256 == 0 {
                 progress(epoch as u64 * n as u64 + j as u64, total, "training");
             }
         }
-        if batch > 1 && !step.is_multiple_of(batch) {
+        if batch > 1 && !(n as u64).is_multiple_of(batch) {
             m.end_batch(anneal_scale(anneal, step) / batch as f32);
         }
         let test = evaluate(m, &data.test, data.max_value, progress);

@@ -630,7 +630,8 @@ fn learn(
     if let Some(g) = &mut l.grad {
         // Mini-batch: sum exactly (in 40 bits) and apply at the batch's end.
         l.grad_frac = delta_frac;
-        let limit = 1i64 << 39;
+        // 32-bit errors times inputs, summed over the batch, never saturate.
+        let limit = 1i64 << 62;
         for (r, &xr) in xin.iter().enumerate() {
             for (c, &d) in delta.iter().enumerate() {
                 g[r][c] = (g[r][c] - d * xr).clamp(-limit, limit - 1);
