@@ -63,6 +63,16 @@ pub struct Saturations {
 }
 
 impl Saturations {
+    /// Adds another count into this one.
+    pub fn add(&mut self, o: &Saturations) {
+        self.accumulator += o.accumulator;
+        self.activation += o.activation;
+        self.probability += o.probability;
+        self.error += o.error;
+        self.weight += o.weight;
+        self.score += o.score;
+    }
+
     pub fn total(&self) -> u64 {
         self.accumulator
             + self.activation
@@ -839,13 +849,7 @@ impl Counters {
         self.packet_hops += o.packet_hops;
         self.sram_bits_read += o.sram_bits_read;
         self.sram_bits_written += o.sram_bits_written;
-        let (s, t) = (&mut self.saturations, &o.saturations);
-        s.accumulator += t.accumulator;
-        s.activation += t.activation;
-        s.probability += t.probability;
-        s.error += t.error;
-        s.weight += t.weight;
-        s.score += t.score;
+        self.saturations.add(&o.saturations);
         add(&mut self.busy_cycles, &o.busy_cycles);
         add(&mut self.active_outputs, &o.active_outputs);
         add(&mut self.outputs, &o.outputs);

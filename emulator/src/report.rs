@@ -213,13 +213,7 @@ impl Report {
         let train_energy = energy(p, train, r.train_samples);
         let test_energy = energy(p, test, r.test_eval.samples);
         let mut sat = train.saturations.clone();
-        let t = &test.saturations;
-        sat.accumulator += t.accumulator;
-        sat.activation += t.activation;
-        sat.probability += t.probability;
-        sat.error += t.error;
-        sat.weight += t.weight;
-        sat.score += t.score;
+        sat.add(&test.saturations);
         Report {
             network: p.name.clone(),
             chip: p.chip.name.clone(),
