@@ -63,6 +63,18 @@ pub struct Saturations {
 }
 
 impl Saturations {
+    /// `self - earlier`, kind by kind.
+    pub fn since(&self, e: &Saturations) -> Saturations {
+        Saturations {
+            accumulator: self.accumulator - e.accumulator,
+            activation: self.activation - e.activation,
+            probability: self.probability - e.probability,
+            error: self.error - e.error,
+            weight: self.weight - e.weight,
+            score: self.score - e.score,
+        }
+    }
+
     /// Adds another count into this one.
     pub fn add(&mut self, o: &Saturations) {
         self.accumulator += o.accumulator;
@@ -814,8 +826,6 @@ fn write_buf(c: &mut Core, buf: Buf, start: usize, values: &[i64]) {
 impl Counters {
     /// `self - earlier`, field by field: the events between two snapshots.
     pub fn since(&self, earlier: &Counters) -> Counters {
-        let s = &self.saturations;
-        let e = &earlier.saturations;
         Counters {
             instructions: self.instructions - earlier.instructions,
             synaptic_ops: self.synaptic_ops - earlier.synaptic_ops,
@@ -825,14 +835,7 @@ impl Counters {
             packet_hops: self.packet_hops - earlier.packet_hops,
             sram_bits_read: self.sram_bits_read - earlier.sram_bits_read,
             sram_bits_written: self.sram_bits_written - earlier.sram_bits_written,
-            saturations: Saturations {
-                accumulator: s.accumulator - e.accumulator,
-                activation: s.activation - e.activation,
-                probability: s.probability - e.probability,
-                error: s.error - e.error,
-                weight: s.weight - e.weight,
-                score: s.score - e.score,
-            },
+            saturations: self.saturations.since(&earlier.saturations),
             busy_cycles: sub(&self.busy_cycles, &earlier.busy_cycles),
             active_outputs: sub(&self.active_outputs, &earlier.active_outputs),
             outputs: sub(&self.outputs, &earlier.outputs),

@@ -16,6 +16,8 @@
 //! - [`memory`]: memory accounting by kind.
 //! - [`verify`]: the verifier.
 //! - [`disasm`]: the text listing of a program.
+//! - [`ids`]: typed IDs that print as the text format writes them (`core3`).
+//! - [`rng`]: deterministic generators: initial weights, stochastic rounding, the LFSR projection.
 
 pub mod chip;
 pub mod disasm;
