@@ -3,7 +3,7 @@
 //! This package is the `sigchip` command line; as a library it re-exports the three crates:
 //! [`isa`] (the chip description, instruction set, program format and verifier), [`compiler`]
 //! (sigprop network descriptions to programs) and [`emulator`] (bit- and cycle-accurate runs of
-//! programs, training included). [`reference`] holds the software references in f32 (sigprop with
+//! programs, training included). [`reference`](mod@reference) holds the software references in f32 (sigprop with
 //! no hardware model, and plain backpropagation) on the same network descriptions and data.
 //! See `docs/ARCHITECTURE.md`.
 

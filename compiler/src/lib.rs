@@ -11,7 +11,7 @@
 //! 5. [`place::place`]: tiles to grid positions ([`PlaceError`] when the grid is too small);
 //! 6. [`route::route`]: forward and lateral routes, keyed by purpose;
 //! 7. [`schedule::schedule`]: per-core instruction streams for each phase;
-//! 8. emit and [`sigchip_isa::verify`]: assemble the [`Program`] and prove it forward-only and
+//! 8. emit and [`sigchip_isa::verify()`]: assemble the [`Program`] and prove it forward-only and
 //!    within capacity ([`FitError`] names the layer, resource and what to change).
 //!
 //! [`compile_algorithm`] lowers backpropagation onto the same chip to show, through the verifier,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sigchip_isa::{Activation, ProjectionMode, Readout, Rounding, TargetMode};
 
-/// A sigprop network as the user writes it. Construction only: [`crate::validate`] turns it into
+/// A sigprop network as the user writes it. Construction only: [`crate::validate()`] turns it into
 /// a [`crate::ValidNetwork`], which later passes require.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,7 +6,7 @@
 //! router hop through the timing model ([`timing`]). The arithmetic and the timing are separate
 //! so the arithmetic can be vectorized without changing a cycle.
 //!
-//! [`train`] drives training and inference over a [`data::Dataset`] and produces a
+//! [`train`](mod@train) drives training and inference over a [`data::Dataset`] and produces a
 //! [`report::Report`]. The emulator does not depend on the compiler; they meet in `sigchip-isa`.
 
 pub mod data;

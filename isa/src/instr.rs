@@ -1,6 +1,6 @@
 //! The core instruction set.
 //!
-//! One table ([`define_instructions!`] below) generates the [`Instr`] enum, its opcodes, the binary
+//! One table (`define_instructions!` below) generates the [`Instr`] enum, its opcodes, the binary
 //! encoder and decoder and the disassembler, so they cannot drift apart.
 //!
 //! ## Binary layout

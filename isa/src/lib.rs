@@ -5,7 +5,7 @@
 //! [`Streams`], plus every [`Route`] between cores and the chip's ports. The compiler emits a
 //! `Program`, the emulator runs one, and neither depends on the other: they meet here.
 //!
-//! What a program may do is fixed by the forward-only invariant, which [`verify`] proves:
+//! What a program may do is fixed by the forward-only invariant, which [`verify()`] proves:
 //! no route to a smaller depth, no transposed crossbar read, no read of another layer's state.
 //! See `docs/ARCHITECTURE.md` and `docs/isa.md`.
 //!
@@ -14,7 +14,7 @@
 //! - [`program`]: the program format, routes and layer metadata.
 //! - [`fixed_point`]: formats, rounding and saturation used by every kernel.
 //! - [`memory`]: memory accounting by kind.
-//! - [`verify`]: the verifier.
+//! - [`verify`](mod@verify): the verifier.
 //! - [`disasm`]: the text listing of a program.
 //! - [`ids`]: typed IDs that print as the text format writes them (`core3`).
 //! - [`rng`]: deterministic generators: initial weights, stochastic rounding, the LFSR projection.

@@ -476,7 +476,7 @@ pub enum ProgramError {
 }
 
 impl Program {
-    /// Parses a RON program. Structural checks are the verifier's job ([`crate::verify`]).
+    /// Parses a RON program. Structural checks are the verifier's job ([`crate::verify()`]).
     pub fn from_ron(text: &str, origin: &str) -> Result<Self, ProgramError> {
         let program: Program = ron::from_str(text).map_err(|e| ProgramError::Parse {
             origin: origin.into(),
