@@ -33,14 +33,26 @@ pub struct Table {
     pub rows: Vec<Row>,
 }
 
-/// The local losses the table covers.
-pub fn losses() -> Vec<LossKind> {
-    vec![
+/// The local losses the table covers for a network trained in batches of `batch`: the
+/// batch-contrastive ones only with mini-batches (top-k with `k = min(6, batch)`, the sigprop
+/// reference example's 6).
+pub fn losses(batch: u32) -> Vec<LossKind> {
+    let mut v = vec![
         LossKind::LabelDirect,
         LossKind::L2,
         LossKind::Hebbian { pre: Pre::Target },
         LossKind::Hebbian { pre: Pre::Data },
-    ]
+    ];
+    if batch > 1 {
+        v.extend([
+            LossKind::TargetMax,
+            LossKind::TargetMaxAll,
+            LossKind::TargetTopK {
+                k: batch.min(6) as u16,
+            },
+        ]);
+    }
+    v
 }
 
 fn loss_name(l: LossKind) -> String {
@@ -73,7 +85,7 @@ pub fn table(
         .accuracy
         .test;
     let mut rows = Vec::new();
-    for loss in losses() {
+    for loss in losses(base.learning.batch) {
         for readout in [
             Readout::OutputLayer,
             Readout::NearestTarget,

@@ -422,7 +422,9 @@ fn mini_batches_add_gradient_accumulators_and_check_their_options() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("data SRAM bits") && e.contains("learning.batch: 1"),
+        e.contains("data SRAM bits")
+            && e.contains("accumulators and the batch's labels take 357760 bits")
+            && e.contains("a smaller learning.batch (8 now; 1 = online"),
         "{e}"
     );
     // A batch must be a power of two, and needs constant targets.
@@ -480,4 +482,41 @@ fn verifier_refuses_instructions_whose_state_does_not_exist() {
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
+}
+
+#[test]
+fn contrastive_losses_add_batch_buffers() {
+    use sigchip::isa::memory::{memory_use, SCORE_BITS};
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{dir}/examples/digits_target_max.ron")).unwrap();
+    let chip = ChipDescription::from_ron("(memory: (data_sram_bits: 1048576))", "big.ron").unwrap();
+    let contrastive = compiler::compile_str(&text, "c", &chip).unwrap().program;
+    let direct_text = text.replace("loss: target_max,", "loss: label_direct,");
+    let direct = compiler::compile_str(&direct_text, "d", &chip)
+        .unwrap()
+        .program;
+    let (mc, md) = (memory_use(&contrastive), memory_use(&direct));
+    // Layer 1's leader: the batch's 16 labels (8 bits each) and its share of the 10 x 10 class
+    // similarities it sends to layer 2. Layer 2's leader: 16 labels and the similarities.
+    assert_eq!(mc[0].learning - md[0].learning, 16 * 8 + 100 * SCORE_BITS);
+    assert_eq!(mc[1].learning - md[1].learning, 16 * 8 + 100 * SCORE_BITS);
+    assert_eq!(mc[2], md[2]);
+    // The routes: the input port sends the batch's labels to both leaders; the similarities go
+    // forward from layer 1 to layer 2.
+    let batch_routes: Vec<_> = contrastive
+        .routes
+        .iter()
+        .filter(|r| {
+            r.src_buf == sigchip::isa::Buf::Batch || r.src_buf == sigchip::isa::Buf::GramPart
+        })
+        .map(|r| (r.src.to_string(), r.dst.to_string(), r.len))
+        .collect();
+    assert_eq!(
+        batch_routes,
+        [
+            ("input".to_string(), "core0".to_string(), 16),
+            ("input".to_string(), "core1".to_string(), 16),
+            ("core0".to_string(), "core1".to_string(), 100),
+        ]
+    );
 }

@@ -290,6 +290,9 @@ fn net() -> impl Strategy<Value = Net> {
                 1 => Just(LossKind::L2),
                 1 => Just(LossKind::Hebbian { pre: Pre::Target }),
                 1 => Just(LossKind::Hebbian { pre: Pre::Data }),
+                1 => Just(LossKind::TargetMax),
+                1 => Just(LossKind::TargetMaxAll),
+                1 => (1u16..=4).prop_map(|k| LossKind::TargetTopK { k }),
             ],
             prop_oneof![
                 Just(ProjectionMode::FixedRandom),
@@ -327,13 +330,23 @@ fn net() -> impl Strategy<Value = Net> {
                 hidden,
                 classes,
                 readout,
-                loss,
+                // The batch-contrastive losses need a batch of at least 2, and top-k at most it.
+                loss: match loss {
+                    LossKind::TargetTopK { k } => LossKind::TargetTopK {
+                        k: k.min(batch.max(2) as u16),
+                    },
+                    other => other,
+                },
                 projection,
                 rounding,
                 lr_shift,
                 readout_lr_shift,
                 anneal_every,
-                batch,
+                batch: if loss.local_loss().is_contrastive() {
+                    batch.max(2)
+                } else {
+                    batch
+                },
                 target_refresh,
                 bias,
                 seed,
@@ -433,6 +446,10 @@ fn check_against_model(program: Program, c: &Case) -> Result<(), TestCaseError> 
     let mut model = Model::from_program(&program);
     let mut emu = Emu::new(program);
     for (i, (x, label)) in c.train.iter().enumerate() {
+        if let Some(labels) = batch_starting_at(c, i) {
+            model.begin_batch(&labels);
+            emu.m.begin_batch(&labels).expect("batch phase runs");
+        }
         let pass = model.train_sample(x, *label);
         let res = emu.train_sample(x, *label);
         prop_assert_eq!(
@@ -467,6 +484,15 @@ fn check_against_model(program: Program, c: &Case) -> Result<(), TestCaseError> 
     Ok(())
 }
 
+/// The labels of the mini-batch that starts at training sample `i`, if one does.
+fn batch_starting_at(c: &Case, i: usize) -> Option<Vec<usize>> {
+    let batch = c.net.batch as usize;
+    (batch > 1 && i.is_multiple_of(batch)).then(|| {
+        let end = (i + batch).min(c.train.len());
+        c.train[i..end].iter().map(|s| s.1).collect()
+    })
+}
+
 fn model_weights(m: &Model) -> Vec<Matrix> {
     m.layers.iter().map(|l| l.w.clone()).collect()
 }
@@ -493,6 +519,10 @@ proptest! {
         prop_assert_eq!(fm::assemble_weights(&tiled), fm::assemble_weights(&whole));
         let (mut a, mut b) = (Emu::new(tiled), Emu::new(whole));
         for (i, (x, label)) in c.train.iter().enumerate() {
+            if let Some(labels) = batch_starting_at(&c, i) {
+                a.m.begin_batch(&labels).expect("batch phase runs");
+                b.m.begin_batch(&labels).expect("batch phase runs");
+            }
             let (ra, rb) = (a.train_sample(x, *label), b.train_sample(x, *label));
             prop_assert_eq!(&ra.output, &rb.output, "sample {} (tiled left, whole right)", i);
             prop_assert_eq!(ra.prediction, rb.prediction, "sample {}", i);

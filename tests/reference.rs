@@ -718,3 +718,64 @@ fn command_line_backends_and_algorithms() {
         &["compiled chip program", "network description"],
     );
 }
+
+/// The literal batch formula of the f32 reference reduces to known cases: with each class
+/// exactly once in the batch, layer 1's `target_max` is `label_direct` (the batch softmax is the
+/// class softmax and the target is the sample itself); with constant targets `target_max` and
+/// `target_max_all` give the same error (every chosen entry has the same target); and top-1 is
+/// `target_max` (the first entry of the order is the first maximum).
+#[test]
+fn contrastive_reference_reduces_to_known_cases() {
+    let text = |loss: &str| {
+        format!(
+            r#"(
+            name: "c", input: 4, classes: 3,
+            layers: [(width: 5, activation: relu), (width: 4, activation: leaky_relu(shift: 2))],
+            loss: {loss}, readout: nearest_target, learning: (lr_shift: 2, batch: 4), seed: 5,
+        )"#
+        )
+    };
+    let model = |loss: &str| {
+        let mut m = SigpropF32::new(&net(&text(loss)));
+        m.refresh_targets();
+        m
+    };
+    let (x, y) = ([0.5f32, 0.25, 1.0, 0.75], 1);
+    let direct = model("label_direct");
+    let hs = direct.forward(&x);
+    let mut err = Vec::new();
+    reference::softmax_err(&direct.scores(0, &hs[0]), y, &mut err);
+    let f = direct.hidden[0].activation;
+    let expected: Vec<f32> = (0..5)
+        .map(|j| {
+            let d: f32 = (0..3).map(|k| err[k] * direct.target(0, k)[j]).sum();
+            d * reference::derivative(f, hs[0][j])
+        })
+        .collect();
+    let mut max = model("target_max");
+    max.batch_labels = vec![2, 1, 0];
+    let got = max.contrastive_delta(0, &hs[0], y);
+    for j in 0..5 {
+        assert!(
+            close(got[j] as f64, expected[j] as f64, 1e-5),
+            "{got:?} vs {expected:?}"
+        );
+    }
+    let mut all = model("target_max_all");
+    for labels in [vec![1, 0, 1, 2], vec![0, 1, 1, 1]] {
+        max.batch_labels = labels.clone();
+        all.batch_labels = labels;
+        for (layer, h) in max.forward(&x).iter().enumerate() {
+            assert_eq!(
+                max.contrastive_delta(layer, h, y),
+                all.contrastive_delta(layer, h, y)
+            );
+        }
+    }
+    let mut top1 = model("target_topk(k: 1)");
+    top1.batch_labels = max.batch_labels.clone();
+    assert_eq!(
+        top1.contrastive_delta(0, &hs[0], y),
+        max.contrastive_delta(0, &hs[0], y)
+    );
+}

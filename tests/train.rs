@@ -122,6 +122,104 @@ fn each_loss_short_training_snapshot() {
     }
 }
 
+/// A short deterministic run of each batch-contrastive loss (examples/digits_target_max.ron,
+/// batches of 16): accuracy, activity, cycles and events.
+#[test]
+fn each_contrastive_loss_short_training_snapshot() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{dir}/examples/digits_target_max.ron")).unwrap();
+    let chip_path = format!("{dir}/examples/chip_batch.ron");
+    let chip = ChipDescription::from_ron(&std::fs::read_to_string(&chip_path).unwrap(), &chip_path)
+        .unwrap();
+    let mut d = data::digits();
+    d.train.truncate(600);
+    d.test.truncate(120);
+    for loss in ["target_max", "target_max_all", "target_topk(k: 3)"] {
+        // A short run: 2 epochs of 600 samples are 75 batch updates, so the readout learns
+        // faster than the example's (2^-1).
+        let net = text
+            .replace("loss: target_max,", &format!("loss: {loss},"))
+            .replace("// readout_lr_shift: 8,", "readout_lr_shift: 1,");
+        let program = compiler::compile_str(&net, "digits", &chip)
+            .unwrap()
+            .program;
+        let (_, report) = emulator::train(
+            program,
+            &d,
+            &TrainOptions { epochs: 2, seed: 3 },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        let summary = serde_json::json!({
+            "accuracy": json["accuracy"],
+            "activity": json["activity"],
+            "cycles_per_train_sample": json["timing"]["cycles_per_train_sample"],
+            "saturations_by_kind": json["saturations_by_kind"],
+            "train_events": {
+                "synaptic_ops": json["events"]["train"]["synaptic_ops"],
+                "weight_updates": json["events"]["train"]["weight_updates"],
+                "packets": json["events"]["train"]["packets"],
+            },
+            "memory_by_kind": json["memory"]["by_kind"],
+        });
+        insta::assert_json_snapshot!(
+            format!("loss_{}", loss.replace(['(', ')', ':', ' '], "_")),
+            summary
+        );
+    }
+}
+
+#[test]
+fn contrastive_losses_refuse_bad_batches() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{dir}/examples/digits_target_max.ron")).unwrap();
+    let chip_path = format!("{dir}/examples/chip_batch.ron");
+    let chip = ChipDescription::from_ron(&std::fs::read_to_string(&chip_path).unwrap(), &chip_path)
+        .unwrap();
+    let err = |net: &str, c: &ChipDescription| {
+        compiler::compile_str(net, "net.ron", c)
+            .unwrap_err()
+            .to_string()
+    };
+    for (loss, needle) in [
+        ("target_topk(k: 0)", "k must be in 1..=learning.batch (16)"),
+        ("target_topk(k: 17)", "k must be in 1..=learning.batch (16)"),
+    ] {
+        let e = err(
+            &text.replace("loss: target_max,", &format!("loss: {loss},")),
+            &chip,
+        );
+        assert!(
+            e.contains("loss: is `target_topk") && e.contains(needle),
+            "{e}"
+        );
+    }
+    // Online learning has no batch to contrast.
+    let e = err(&text.replace("batch: 16,", "batch: 1,"), &chip);
+    assert!(
+        e.contains("learning.batch: is 1") && e.contains("`loss: target_max` contrasts"),
+        "{e}"
+    );
+    // A batch whose state (accumulators and labels) outgrows the data SRAM is a fit error that
+    // names the batch; 450,000 bits hold a batch of 16 but not one of 4096.
+    let small =
+        ChipDescription::from_ron("(memory: (data_sram_bits: 450000))", "small.ron").unwrap();
+    assert!(compiler::compile_str(&text, "net.ron", &small).is_ok());
+    let e = err(&text.replace("batch: 16,", "batch: 4096,"), &small);
+    assert!(
+        e.contains("needs 488400 data SRAM bits on core0, a core has 450000")
+            && e.contains("a smaller learning.batch (4096 now"),
+        "{e}"
+    );
+    // Learned targets are not supported with a contrastive loss.
+    let e = err(
+        &text.replace("targets: constant", "targets: learned"),
+        &chip,
+    );
+    assert!(e.contains("targets: is `learned`"), "{e}");
+}
+
 #[test]
 fn an_unknown_loss_is_named_with_the_known_ones() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits.ron"))
@@ -130,7 +228,16 @@ fn an_unknown_loss_is_named_with_the_known_ones() {
     let err = compiler::compile_str(&net, "net.ron", &ChipDescription::default())
         .unwrap_err()
         .to_string();
-    for needle in ["net.ron:", "label_directo", "label_direct", "l2", "hebbian"] {
+    for needle in [
+        "net.ron:",
+        "label_directo",
+        "label_direct",
+        "l2",
+        "hebbian",
+        "target_max",
+        "target_max_all",
+        "target_topk",
+    ] {
         assert!(err.contains(needle), "missing `{needle}` in: {err}");
     }
     let net = text

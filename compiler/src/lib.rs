@@ -139,6 +139,7 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
         classes: desc.classes,
         readout: desc.readout,
         targets: desc.targets,
+        batch: desc.learning.batch,
     };
     let routes = route::route(&route_inputs);
     // Route operands are 16 bits wide.
@@ -295,6 +296,15 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
 }
 
 /// Turns a capacity violation into advice; anything else is a compiler bug.
+/// Data SRAM bits of a core that exist because of mini-batches: gradient accumulators and the
+/// batch-label buffer.
+fn batch_bits(p: &Program, core: sigchip_isa::CoreId) -> u64 {
+    use sigchip_isa::memory::{buffer_bits, buffer_len, gradient_bits};
+    let c = p.core(core);
+    c.tile.rows as u64 * c.tile.cols as u64 * gradient_bits(p)
+        + buffer_len(p, c, sigchip_isa::Buf::Batch) as u64 * buffer_bits(p, sigchip_isa::Buf::Batch)
+}
+
 fn fit_error(p: &Program, e: VerifyError) -> CompileError {
     let fit = e.violations.iter().find_map(|v| match v {
         Violation::Capacity { core: Some(core), resource, needed, available } => {
@@ -304,10 +314,16 @@ fn fit_error(p: &Program, e: VerifyError) -> CompileError {
                     "a larger memory.data_sram_bits (>= {needed}), a larger crossbar (fewer, larger tiles \
                      need fewer buffers), fewer classes, or fewer neurons in {layer}{}",
                     if p.network.batch > 1 {
-                        "; with mini-batches the per-synapse gradient accumulators dominate: a \
-                         smaller crossbar (smaller tiles) or online learning (learning.batch: 1)"
+                        format!(
+                            "; with mini-batches the per-synapse gradient accumulators and the \
+                             batch's labels take {} bits of it: a smaller crossbar (smaller \
+                             tiles) or a smaller learning.batch ({} now; 1 = online, for the \
+                             losses that allow it)",
+                            batch_bits(p, *core),
+                            p.network.batch
+                        )
                     } else {
-                        ""
+                        String::new()
                     }
                 ),
                 "instruction words" => format!(

@@ -65,6 +65,14 @@ pub enum LossKind {
     /// stream's input; layer 1, whose target does not pass through its weights, uses its data
     /// input), `pre: data` for the delta rule.
     Hebbian { pre: sigchip_isa::Pre },
+    /// Batch-contrastive (sigprop `v14`): the softmax over the batch's targets, against the first
+    /// batch entry most similar to the sample's (its own class at layer 1). Needs mini-batches.
+    TargetMax,
+    /// Batch-contrastive (sigprop `v9`): against every batch entry tied for most similar.
+    TargetMaxAll,
+    /// Batch-contrastive (sigprop `v15`): against the `k` most similar batch entries.
+    #[serde(rename = "target_topk")]
+    TargetTopK { k: u16 },
 }
 
 impl std::fmt::Display for LossKind {
@@ -74,6 +82,9 @@ impl std::fmt::Display for LossKind {
             LossKind::LabelDirect => f.write_str("label_direct"),
             LossKind::L2 => f.write_str("l2"),
             LossKind::Hebbian { pre } => write!(f, "hebbian(pre: {pre})"),
+            LossKind::TargetMax => f.write_str("target_max"),
+            LossKind::TargetMaxAll => f.write_str("target_max_all"),
+            LossKind::TargetTopK { k } => write!(f, "target_topk(k: {k})"),
         }
     }
 }
@@ -85,6 +96,9 @@ impl LossKind {
             LossKind::LabelDirect => sigchip_isa::LocalLoss::LabelDirect,
             LossKind::L2 => sigchip_isa::LocalLoss::L2,
             LossKind::Hebbian { pre } => sigchip_isa::LocalLoss::Hebbian { pre },
+            LossKind::TargetMax => sigchip_isa::LocalLoss::TargetMax,
+            LossKind::TargetMaxAll => sigchip_isa::LocalLoss::TargetMaxAll,
+            LossKind::TargetTopK { k } => sigchip_isa::LocalLoss::TargetTopK { k },
         }
     }
 }

@@ -43,6 +43,14 @@ pub enum Purpose {
     Output {
         src: CoreId,
     },
+    /// The mini-batch's labels from the input port to a batch-contrastive layer's leader.
+    Batch {
+        dst: CoreId,
+    },
+    /// A reducer's partial class similarities to the next (batch-contrastive) layer's leader.
+    Gram {
+        src: CoreId,
+    },
 }
 
 /// The routes of a program, found by purpose.
@@ -107,6 +115,8 @@ pub struct RouteInputs<'a> {
     pub classes: u32,
     pub readout: Readout,
     pub targets: TargetMode,
+    /// Samples per weight update.
+    pub batch: u32,
 }
 
 /// The `route` pass.
@@ -163,6 +173,35 @@ pub fn route(x: &RouteInputs) -> RouteTable {
             }
         }
         let leader = cores[0][0];
+        if x.losses[l].is_contrastive() {
+            // A batch-contrastive leader needs the batch's labels and, beyond layer 1, the class
+            // similarities of its target inputs: partial ones from each reducer of the layer
+            // before (a forward route), the first written in place, the others added.
+            t.add(
+                Purpose::Batch { dst: leader },
+                Endpoint::Input,
+                Buf::Batch,
+                0,
+                x.batch,
+                core(leader),
+                Buf::Batch,
+                0,
+            );
+            if l > 0 {
+                for (pct, &src) in x.placement.cores[l - 1][0].iter().enumerate() {
+                    t.add(
+                        Purpose::Gram { src },
+                        core(src),
+                        Buf::GramPart,
+                        0,
+                        x.classes * x.classes,
+                        core(leader),
+                        if pct == 0 { Buf::Gram } else { Buf::GramIn },
+                        0,
+                    );
+                }
+            }
+        }
         // The label goes to the core that runs the softmax, or to every core for the per-neuron
         // losses (each compares its neurons with the label's target).
         for row in cores {

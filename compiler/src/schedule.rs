@@ -54,6 +54,14 @@ pub fn schedule(x: &ScheduleInputs) -> Vec<Streams> {
                 if l < x.keeps_targets_until {
                     s.targets = targets(x, at);
                 }
+                if x.losses[l].is_contrastive() && rt == 0 && ct == 0 {
+                    s.batch = vec![
+                        Instr::Recv {
+                            route: x.route(Purpose::Batch { dst: me }),
+                        },
+                        Instr::Halt {},
+                    ];
+                }
             }
         }
     }
@@ -293,6 +301,24 @@ fn targets(x: &ScheduleInputs, at: At) -> Vec<Instr> {
         s.push(Instr::TStore { class: Class(k) });
         if next_keeps {
             x.send_outputs(at.me, &mut s);
+        }
+    }
+    // Batch-contrastive layers beyond the first compare batch entries by the similarity of
+    // their target inputs: each reducer of the layer before sends its share, the leader sums.
+    if at.rt == 0 && x.losses.get(at.l + 1).is_some_and(|l| l.is_contrastive()) {
+        s.push(Instr::Gram {});
+        s.push(Instr::Send {
+            route: x.route(Purpose::Gram { src: at.me }),
+        });
+    }
+    if at.l > 0 && at.rt == 0 && at.ct == 0 && x.losses[at.l].is_contrastive() {
+        for (i, &src) in x.layer(at.l - 1)[0].iter().enumerate() {
+            s.push(Instr::Recv {
+                route: x.route(Purpose::Gram { src }),
+            });
+            if i > 0 {
+                s.push(Instr::AddG {});
+            }
         }
     }
     s.push(Instr::Halt {});

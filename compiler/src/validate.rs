@@ -168,6 +168,27 @@ pub fn validate(desc: NetworkDesc, origin: &str) -> Result<ValidNetwork, Validat
             ),
         );
     }
+    if desc.loss.local_loss().is_contrastive() && b < 2 {
+        bad(
+            "learning.batch".into(),
+            format!(
+                "is {b}, but `loss: {}` contrasts the samples of a mini-batch: it needs a batch of \
+                 at least 2 (for example `learning: (batch: 32)`)",
+                desc.loss
+            ),
+        );
+    }
+    if let crate::LossKind::TargetTopK { k } = desc.loss {
+        if k == 0 || k as u32 > b {
+            bad(
+                "loss".into(),
+                format!(
+                    "is `target_topk(k: {k})`: k must be in 1..=learning.batch ({b}), the number of \
+                     batch entries it can pick"
+                ),
+            );
+        }
+    }
     if b > 1 && desc.targets == sigchip_isa::TargetMode::Learned {
         bad(
             "learning.batch".into(),

@@ -19,6 +19,8 @@ pub struct Activity {
     /// Neurons (or classes) processed by the neuron / learning unit.
     pub neurons: u64,
     pub saturations: u64,
+    /// Batch entries scanned by the softmax unit's target selection (batch-contrastive losses).
+    pub entries: u64,
 }
 
 /// `acc[c] = sat(sum_r w[r][c] * x[r])` over non-zero `x[r]` (a zero input sends no event).
@@ -41,6 +43,7 @@ pub fn mvm(w: &[i32], cols: usize, x: &[i32], acc: &mut [i64], acc_fmt: QFormat)
         synapses: rows * cols as u64,
         neurons: 0,
         saturations,
+        entries: 0,
     }
 }
 
@@ -221,33 +224,194 @@ pub fn softmax_err(
     prob: QFormat,
     err: &mut [i32],
 ) -> Activity {
-    let m = score.iter().copied().max().unwrap_or(0);
+    let mut target = [0i64; 256];
+    target[label] = 1 << prob.frac;
+    softmax_err_weighted(score, frac, None, &target[..score.len()], prob, err)
+}
+
+/// The softmax unit in general: `err[k] = p[k] - target[k]` with
+/// `p[k] = n[k] 2^((s[k] - m) log2 e) / sum_j n[j] 2^((s[j] - m) log2 e)`, the `exp2-lut32`
+/// exponentials of [`softmax_err`] weighted by the class counts `n` (all 1 when `None`), `m`
+/// the largest score of a class with `n > 0`. `target` is in the probability format. A class
+/// with `n = 0` gets `p = 0`.
+pub fn softmax_err_weighted(
+    score: &[i64],
+    frac: i32,
+    counts: Option<&[u32]>,
+    target: &[i64],
+    prob: QFormat,
+    err: &mut [i32],
+) -> Activity {
+    let n = |k: usize| counts.map_or(1, |c| c[k] as u64);
+    let m = (0..score.len())
+        .filter(|&k| n(k) > 0)
+        .map(|k| score[k])
+        .max()
+        .unwrap_or(0);
     let mut e = [0u64; 256];
     let mut sum = 0u64;
     for (k, &s) in score.iter().enumerate() {
+        if n(k) == 0 {
+            continue;
+        }
         // The base-2 exponent with five fraction bits: (m - s) * log2(e), from Q(frac) x Q14.
         let shift = 14 + frac - 5;
         let d = (m - s) * LOG2E_Q14;
         let a = if shift >= 0 { d >> shift } else { d << -shift };
-        let (n, idx) = (a >> 5, a & 31);
-        e[k] = if n >= 17 {
+        let (i, idx) = (a >> 5, a & 31);
+        e[k] = if i >= 17 {
             0
         } else {
-            (EXP2_LUT[idx as usize] >> n) as u64
+            n(k) * (EXP2_LUT[idx as usize] >> i) as u64
         };
         sum += e[k];
     }
-    let one = 1i64 << prob.frac;
+    // The class with the largest score has a non-zero exponential, so `sum` is 0 only when
+    // every count is.
+    let sum = sum.max(1);
     let mut saturations = 0;
     for (k, out) in err.iter_mut().enumerate() {
         let p = ((e[k] << prob.frac) + sum / 2) / sum;
-        let (v, sat) = prob.saturate(p as i64 - if k == label { one } else { 0 });
+        let (v, sat) = prob.saturate(p as i64 - target[k]);
         *out = v;
         saturations += sat as u64;
     }
     Activity {
         neurons: score.len() as u64,
         saturations,
+        ..Default::default()
+    }
+}
+
+/// The batch entries a batch-contrastive loss targets for one sample, counted by class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    /// Batch entries of each class, `n[k]`.
+    pub counts: Vec<u32>,
+    /// Chosen target entries of each class, `c[k]`.
+    pub chosen: Vec<u32>,
+    /// Chosen entries in all, `sum_k c[k]` (the target distribution is `c[k] / m`).
+    pub m: u32,
+    /// Entries scanned by the selection: valid batch entries times passes.
+    pub scanned: u64,
+}
+
+/// Target selection of the batch-contrastive losses for a sample of class `label`.
+///
+/// `batch` holds the batch's labels in sample order (entries outside `0..classes` are empty
+/// slots of a short batch). The similarity of the sample to entry `j` is `Y[j] = [L_j = label]`
+/// at layer 1 (`gram` is `None`) and `gram[label][L_j]` beyond. Then:
+///
+/// - `target_max`: the first `j` (lowest index) with the largest `Y[j]`; one pass;
+/// - `target_max_all`: every `j` with the largest `Y[j]`; two passes;
+/// - `target_topk(k)`: the first `min(k, entries)` entries in the order (`Y` descending, `j`
+///   ascending); `k` passes to find the `k`-th value, one to mark.
+///
+/// Returns `None` when the batch does not contain the sample's own label (the batch phase did
+/// not run).
+pub fn contrastive_select(
+    loss: sigchip_isa::LocalLoss,
+    label: usize,
+    batch: &[i64],
+    gram: Option<&[i64]>,
+    classes: usize,
+) -> Option<Selection> {
+    use sigchip_isa::LocalLoss;
+    let valid: Vec<usize> = batch
+        .iter()
+        .filter(|&&l| (0..classes as i64).contains(&l))
+        .map(|&l| l as usize)
+        .collect();
+    let mut counts = vec![0u32; classes];
+    for &l in &valid {
+        counts[l] += 1;
+    }
+    if counts.get(label).copied().unwrap_or(0) == 0 {
+        return None;
+    }
+    let y = |l: usize| match gram {
+        Some(g) => g[label * classes + l],
+        None => (l == label) as i64,
+    };
+    let mut chosen = vec![0u32; classes];
+    let max = valid.iter().map(|&l| y(l)).max()?;
+    let (m, passes) = match loss {
+        LocalLoss::TargetMax => {
+            let first = valid.iter().find(|&&l| y(l) == max)?;
+            chosen[*first] = 1;
+            (1, 1)
+        }
+        LocalLoss::TargetMaxAll => {
+            let mut m = 0;
+            for &l in valid.iter().filter(|&&l| y(l) == max) {
+                chosen[l] += 1;
+                m += 1;
+            }
+            (m, 2)
+        }
+        LocalLoss::TargetTopK { k } => {
+            let k = (k as usize).min(valid.len());
+            // The k-th largest value; all larger entries are chosen, then equal ones by index.
+            let mut values: Vec<i64> = valid.iter().map(|&l| y(l)).collect();
+            values.sort_unstable_by(|a, b| b.cmp(a));
+            let kth = values[k - 1];
+            let mut left_at_kth = k - values.iter().filter(|&&v| v > kth).count();
+            for &l in &valid {
+                let v = y(l);
+                if v > kth || (v == kth && left_at_kth > 0) {
+                    if v == kth {
+                        left_at_kth -= 1;
+                    }
+                    chosen[l] += 1;
+                }
+            }
+            (k as u32, k as u64 + 1)
+        }
+        _ => return None,
+    };
+    Some(Selection {
+        counts,
+        chosen,
+        m,
+        scanned: valid.len() as u64 * passes,
+    })
+}
+
+/// The batch-contrastive softmax unit: [`softmax_err_weighted`] with the batch's class counts
+/// against the selection's target distribution `c[k] / m` (rounded to nearest).
+pub fn softmax_err_contrastive(
+    score: &[i64],
+    frac: i32,
+    sel: &Selection,
+    prob: QFormat,
+    err: &mut [i32],
+) -> Activity {
+    let m = sel.m.max(1) as i64;
+    let target: Vec<i64> = sel
+        .chosen
+        .iter()
+        .map(|&c| ((c as i64) << prob.frac) + m / 2)
+        .map(|v| v / m)
+        .collect();
+    let mut a = softmax_err_weighted(score, frac, Some(&sel.counts), &target, prob, err);
+    a.entries = sel.scanned;
+    a
+}
+
+/// This core's share of its class targets' similarity matrix: `gram[a][b] = tgt[a] . tgt[b]`
+/// over its `cols` columns, saturated to the score registers.
+pub fn gram(tgt: &[i32], cols: usize, classes: usize, gram: &mut [i64]) -> Activity {
+    for a in 0..classes {
+        for b in 0..classes {
+            let (ta, tb) = (
+                &tgt[a * cols..(a + 1) * cols],
+                &tgt[b * cols..(b + 1) * cols],
+            );
+            gram[a * classes + b] = ta.iter().zip(tb).map(|(&x, &y)| x as i64 * y as i64).sum();
+        }
+    }
+    Activity {
+        neurons: (classes * classes * cols) as u64,
         ..Default::default()
     }
 }
@@ -603,5 +767,158 @@ mod tests {
         );
         assert_eq!(w, [127, -128]);
         assert_eq!(a.saturations, 2);
+    }
+
+    use sigchip_isa::LocalLoss;
+
+    /// The batch-contrastive losses under test, `k` for top-k.
+    fn contrastive_loss(pick: u8, k: u16) -> LocalLoss {
+        match pick % 3 {
+            0 => LocalLoss::TargetMax,
+            1 => LocalLoss::TargetMaxAll,
+            _ => LocalLoss::TargetTopK { k },
+        }
+    }
+
+    /// The chosen batch entries, literally: indices sorted by similarity (descending) with ties
+    /// to the lower index, then the first one, all maxima, or the first `k`.
+    fn literal_choice(loss: LocalLoss, y: &[i64]) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..y.len()).collect();
+        order.sort_by(|&a, &b| y[b].cmp(&y[a]).then(a.cmp(&b)));
+        match loss {
+            LocalLoss::TargetMax => vec![order[0]],
+            LocalLoss::TargetMaxAll => order
+                .into_iter()
+                .filter(|&j| y[j] == y[order_max(y)])
+                .collect(),
+            LocalLoss::TargetTopK { k } => order.into_iter().take(k as usize).collect(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn order_max(y: &[i64]) -> usize {
+        (0..y.len()).fold(0, |b, j| if y[j] > y[b] { j } else { b })
+    }
+
+    proptest::proptest! {
+        /// The class-level selection chooses, class by class, exactly the entries the literal
+        /// batch-level rule chooses (ties to the lower batch index), on random batches and
+        /// similarity matrices with many ties.
+        #[test]
+        fn contrastive_selection_matches_the_literal_rule(
+            classes in 2usize..6,
+            labels in proptest::collection::vec(0usize..6, 2..12),
+            gram in proptest::collection::vec(-2i64..3, 36),
+            layer1 in proptest::bool::ANY,
+            pick in 0u8..3,
+            k in 1u16..12,
+        ) {
+            let labels: Vec<usize> = labels.iter().map(|&l| l % classes).collect();
+            let label = labels[0];
+            let loss = contrastive_loss(pick, k.min(labels.len() as u16));
+            let g: Vec<i64> = gram[..classes * classes].to_vec();
+            let y: Vec<i64> = labels
+                .iter()
+                .map(|&l| if layer1 { (l == label) as i64 } else { g[label * classes + l] })
+                .collect();
+            let batch: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+            let sel = contrastive_select(loss, label, &batch, (!layer1).then_some(&g[..]), classes)
+                .expect("the label is in the batch");
+            let chosen = literal_choice(loss, &y);
+            for k in 0..classes {
+                let n = labels.iter().filter(|&&l| l == k).count() as u32;
+                let c = chosen.iter().filter(|&&j| labels[j] == k).count() as u32;
+                proptest::prop_assert_eq!(sel.counts[k], n, "count of class {}", k);
+                proptest::prop_assert_eq!(sel.chosen[k], c, "chosen of class {}", k);
+            }
+            proptest::prop_assert_eq!(sel.m as usize, chosen.len());
+        }
+
+        /// The batch-contrastive error signal against the literal batch formula in float with
+        /// the exact softmax, `delta_j = f'(h_j) sum_b (p_b - q_b) t_{L_b, j}`, within
+        /// `(0.025 + 2^-15) * sum_k |t_kj|` (the softmax bound of each class error, carried
+        /// through the sum over classes).
+        #[test]
+        fn contrastive_delta_is_within_the_softmax_bound(
+            classes in 2usize..6,
+            labels in proptest::collection::vec(0usize..6, 2..16),
+            n in 1usize..12,
+            seed in proptest::prelude::any::<u64>(),
+            pick in 0u8..3,
+            k in 1u16..16,
+            layer1 in proptest::bool::ANY,
+        ) {
+            let labels: Vec<usize> = labels.iter().map(|&l| l % classes).collect();
+            let label = labels[labels.len() / 2];
+            let loss = contrastive_loss(pick, k.min(labels.len() as u16));
+            let mut rng = sigchip_isa::rng::SplitMix64::new(seed);
+            let out: Vec<i32> = (0..n).map(|_| rng.below(128) as i32).collect();
+            let tgt: Vec<i32> = (0..classes * n).map(|_| rng.below(128) as i32).collect();
+            let g: Vec<i64> = (0..classes * classes).map(|_| rng.below(4) as i64).collect();
+            let (outf, prob) = (5, QFormat::new(16, 15));
+            let mut score = vec![0i64; classes];
+            score_targets(&out, &tgt, &mut score);
+            let batch: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+            let sel = contrastive_select(loss, label, &batch, (!layer1).then_some(&g[..]), classes)
+                .expect("the label is in the batch");
+            let mut err = vec![0i32; classes];
+            softmax_err_contrastive(&score, 2 * outf, &sel, prob, &mut err);
+            let mut delta = vec![0i64; n];
+            delta_targets(&err, &tgt, &out, Activation::Identity, &mut delta);
+            // The literal formula over the batch entries.
+            let real = |raw: i32| raw as f64 / 32.0;
+            let sim = |l: usize| -> f64 { (0..n).map(|j| real(out[j]) * real(tgt[l * n + j])).sum() };
+            let s: Vec<f64> = labels.iter().map(|&l| sim(l)).collect();
+            let m = s.iter().cloned().fold(f64::MIN, f64::max);
+            let z: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+            let total: f64 = z.iter().sum();
+            let y: Vec<i64> = labels
+                .iter()
+                .map(|&l| if layer1 { (l == label) as i64 } else { g[label * classes + l] })
+                .collect();
+            let chosen = literal_choice(loss, &y);
+            for j in 0..n {
+                let exact: f64 = (0..labels.len())
+                    .map(|b| {
+                        let q = chosen.iter().filter(|&&c| c == b).count() as f64 / chosen.len() as f64;
+                        (z[b] / total - q) * real(tgt[labels[b] * n + j])
+                    })
+                    .sum();
+                let got = delta[j] as f64 / (1u64 << (15 + outf)) as f64;
+                let bound: f64 = (0.025 + 1.0 / 32768.0) * (0..classes).map(|k| real(tgt[k * n + j]).abs()).sum::<f64>();
+                proptest::prop_assert!((got - exact).abs() <= bound + 1e-12, "neuron {}: {} vs {} (bound {})", j, got, exact, bound);
+            }
+        }
+    }
+
+    #[test]
+    fn target_max_breaks_ties_to_the_first_batch_entry() {
+        // Classes 1 and 2 are equally similar to class 0's target input (similarity 5, more
+        // than class 0 itself); the batch lists a 2 before a 1, so class 2 is the target.
+        let g = [1, 5, 5, 5, 0, 0, 5, 0, 0];
+        let sel = contrastive_select(LocalLoss::TargetMax, 0, &[0, 2, 1, 2], Some(&g), 3).unwrap();
+        assert_eq!((sel.chosen, sel.m), (vec![0, 0, 1], 1));
+        assert_eq!(sel.counts, vec![1, 1, 2]);
+        let sel =
+            contrastive_select(LocalLoss::TargetMaxAll, 0, &[0, 2, 1, 2], Some(&g), 3).unwrap();
+        assert_eq!((sel.chosen, sel.m), (vec![0, 1, 2], 3));
+        // Top-2 of similarities [1, 5, 5, 5]: entries 1 and 2 (classes 2 and 1).
+        let sel = contrastive_select(
+            LocalLoss::TargetTopK { k: 2 },
+            0,
+            &[0, 2, 1, 2],
+            Some(&g),
+            3,
+        )
+        .unwrap();
+        assert_eq!((sel.chosen, sel.m), (vec![0, 1, 1], 2));
+        // At layer 1 the sample's own class is the target; empty slots (255) are skipped.
+        let sel = contrastive_select(LocalLoss::TargetMax, 1, &[0, 1, 255, 1], None, 3).unwrap();
+        assert_eq!(
+            (sel.chosen, sel.counts, sel.scanned),
+            (vec![0, 1, 0], vec![1, 2, 0], 3)
+        );
+        // A batch without the sample's label is refused.
+        assert!(contrastive_select(LocalLoss::TargetMax, 2, &[0, 1], None, 3).is_none());
     }
 }

@@ -12,7 +12,7 @@ use crate::kernels::{self, Activity, UpdateKey};
 use crate::timing::{self, Cycles};
 use serde::Serialize;
 use sigchip_isa::instr::{DeltaMode, Pre, ScoreMode};
-use sigchip_isa::memory::ERROR_BITS;
+use sigchip_isa::memory::{buffer_len, ERROR_BITS};
 use sigchip_isa::{
     verify, Activation, Buf, CoreId, Endpoint, Instr, LocalLoss, Program, QFormat, Rounding,
     RouteId, VerifyError,
@@ -48,6 +48,9 @@ pub enum Phase {
     Learn,
     /// The end of a mini-batch: gradient accumulators into weights.
     Apply,
+    /// The start of a mini-batch: the input port sends the batch's labels (batch-contrastive
+    /// losses).
+    Batch,
 }
 
 /// Saturation counts by where they happened.
@@ -156,6 +159,12 @@ struct Core {
     tgtin: Vec<i32>,
     /// Per-synapse gradient accumulators (mini-batches only).
     grad: Vec<i64>,
+    /// The mini-batch's labels (a batch-contrastive leader).
+    batch: Vec<i64>,
+    /// Class similarities of the target inputs, a received share, and this core's share.
+    gram: Vec<i64>,
+    gram_in: Vec<i64>,
+    gram_part: Vec<i64>,
     clock: Cycles,
 }
 
@@ -186,7 +195,12 @@ pub struct Machine {
     pub counters: Counters,
     /// Counts updates, so every update of a synapse draws fresh random bits.
     update_step: u64,
+    /// What the input port sends in the `batch` phase.
+    batch_labels: Vec<i64>,
 }
+
+/// A batch-label slot with no sample (a short last batch): not a class.
+const EMPTY_SLOT: i64 = 255;
 
 impl Machine {
     /// Loads a program, refusing one that fails the verifier.
@@ -220,7 +234,10 @@ impl Machine {
                     proj_shift: wf + inf - pjf,
                     score_frac: [2 * outf, outf],
                     delta_frac: match l.loss {
-                        LocalLoss::LabelDirect => pf + outf,
+                        LocalLoss::LabelDirect
+                        | LocalLoss::TargetMax
+                        | LocalLoss::TargetMaxAll
+                        | LocalLoss::TargetTopK { .. } => pf + outf,
                         LocalLoss::CrossEntropy => pf,
                         LocalLoss::L2 | LocalLoss::Hebbian { .. } => outf,
                     },
@@ -275,6 +292,10 @@ impl Machine {
                     } else {
                         Vec::new()
                     },
+                    batch: vec![EMPTY_SLOT; buffer_len(&program, c, Buf::Batch)],
+                    gram: vec![0; buffer_len(&program, c, Buf::Gram)],
+                    gram_in: vec![0; buffer_len(&program, c, Buf::GramIn)],
+                    gram_part: vec![0; buffer_len(&program, c, Buf::GramPart)],
                     clock: 0,
                 }
             })
@@ -295,7 +316,23 @@ impl Machine {
             mailboxes,
             counters,
             update_step: 0,
+            batch_labels: Vec::new(),
         })
+    }
+
+    /// Starts a mini-batch: the input port sends `labels` (the batch's labels in sample order)
+    /// to every batch-contrastive leader (the `batch` phase). Returns when it ended.
+    pub fn begin_batch(&mut self, labels: &[usize]) -> Result<Cycles, EmuError> {
+        let b = self.program.network.batch as usize;
+        if labels.len() > b {
+            return Err(EmuError::Shape(format!(
+                "a mini-batch of {} labels, the program's batch is {b}",
+                labels.len()
+            )));
+        }
+        self.batch_labels = labels.iter().map(|&l| l as i64).collect();
+        self.batch_labels.resize(b, EMPTY_SLOT);
+        Ok(self.run(&[Phase::Batch], 0, None, None)?.end)
     }
 
     pub fn program(&self) -> &Program {
@@ -363,6 +400,11 @@ impl Machine {
                 }
                 (Endpoint::Input, Buf::Label, _, Some(y)) if phases.contains(&Phase::Learn) => {
                     messages.push((i, vec![y as i64]))
+                }
+                (Endpoint::Input, Buf::Batch, _, _) if phases.contains(&Phase::Batch) => {
+                    let mut v = self.batch_labels.clone();
+                    v.resize(r.len as usize, EMPTY_SLOT);
+                    messages.push((i, v))
                 }
                 _ => {}
             }
@@ -557,19 +599,54 @@ impl Machine {
                 self.counters.saturations.score += saturate_scores(&mut core.score);
             }
             Instr::Smax {} => {
-                let mode = if self.program.layers[core.layer].keeps_targets {
-                    0
+                let info = &self.program.layers[core.layer];
+                let mode = if info.keeps_targets { 0 } else { 1 };
+                a = if info.loss.is_contrastive() {
+                    let gram = (core.layer > 0).then_some(&core.gram[..]);
+                    let sel = kernels::contrastive_select(
+                        info.loss,
+                        core.label,
+                        &core.batch,
+                        gram,
+                        classes,
+                    )
+                    .ok_or_else(|| {
+                        EmuError::Shape(format!(
+                            "label {} is not among the labels of its mini-batch at {} ({}): \
+                             the batch phase must run before the batch's samples learn",
+                            core.label,
+                            CoreId(ci as u16),
+                            info.id
+                        ))
+                    })?;
+                    kernels::softmax_err_contrastive(
+                        &core.score,
+                        layer.score_frac[mode],
+                        &sel,
+                        layer.prob_fmt,
+                        &mut core.err,
+                    )
                 } else {
-                    1
+                    kernels::softmax_err(
+                        &core.score,
+                        layer.score_frac[mode],
+                        core.label,
+                        layer.prob_fmt,
+                        &mut core.err,
+                    )
                 };
-                a = kernels::softmax_err(
-                    &core.score,
-                    layer.score_frac[mode],
-                    core.label,
-                    layer.prob_fmt,
-                    &mut core.err,
-                );
                 self.counters.saturations.probability += a.saturations;
+            }
+            Instr::Gram {} => {
+                a = kernels::gram(&core.tgt, core.cols, classes, &mut core.gram_part);
+                self.counters.saturations.score += saturate_scores(&mut core.gram_part);
+            }
+            Instr::AddG {} => {
+                for (g, &x) in core.gram.iter_mut().zip(&core.gram_in) {
+                    *g += x;
+                }
+                a.neurons = core.gram.len() as u64;
+                self.counters.saturations.score += saturate_scores(&mut core.gram);
             }
             Instr::Delta { mode } => {
                 a = match mode {
@@ -762,6 +839,7 @@ fn stream_of(p: &Program, ci: usize, phase: Phase) -> &[Instr] {
         Phase::Forward => &s.forward,
         Phase::Learn => &s.learn,
         Phase::Apply => &s.apply,
+        Phase::Batch => &s.batch,
     }
 }
 
@@ -799,6 +877,10 @@ fn read_buf(c: &Core, buf: Buf, start: usize, len: usize) -> Vec<i64> {
         Buf::Delta => c.delta[r].to_vec(),
         Buf::DeltaT => c.deltat[r].to_vec(),
         Buf::Label => vec![c.label as i64],
+        Buf::Batch => c.batch[r].to_vec(),
+        Buf::Gram => c.gram[r].to_vec(),
+        Buf::GramIn => c.gram_in[r].to_vec(),
+        Buf::GramPart => c.gram_part[r].to_vec(),
     }
 }
 
@@ -820,6 +902,10 @@ fn write_buf(c: &mut Core, buf: Buf, start: usize, values: &[i64]) {
         Buf::Delta => c.delta[r].copy_from_slice(values),
         Buf::DeltaT => c.deltat[r].copy_from_slice(values),
         Buf::Label => c.label = values.first().copied().unwrap_or(0) as usize,
+        Buf::Batch => c.batch[r].copy_from_slice(values),
+        Buf::Gram => c.gram[r].copy_from_slice(values),
+        Buf::GramIn => c.gram_in[r].copy_from_slice(values),
+        Buf::GramPart => c.gram_part[r].copy_from_slice(values),
     }
 }
 

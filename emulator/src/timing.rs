@@ -29,7 +29,9 @@ pub fn instr_cycles(instr: &Instr, activity: &Activity, packets: u64, c: &Costs)
             | Instr::UpdP { .. }
             | Instr::GAcc { .. }
             | Instr::GApply {} => c.update_row as u64 * activity.rows,
-            Instr::Smax {} => c.softmax_class as u64 * activity.neurons,
+            Instr::Smax {} => {
+                c.softmax_class as u64 * activity.neurons + c.select_entry as u64 * activity.entries
+            }
             Instr::Proj { .. }
             | Instr::AddPs {}
             | Instr::Act {}
@@ -37,6 +39,8 @@ pub fn instr_cycles(instr: &Instr, activity: &Activity, packets: u64, c: &Costs)
             | Instr::TInStore { .. }
             | Instr::Score { .. }
             | Instr::AddSc {}
+            | Instr::Gram {}
+            | Instr::AddG {}
             | Instr::Delta { .. }
             | Instr::DeltaT { .. } => lanes(activity.neurons, c),
         }

@@ -5,7 +5,8 @@
 //! training sample then runs `forward` followed, on each core, by `learn` (a layer starts
 //! learning as soon as its own forward work is done, while later layers still compute: no update
 //! locking); a barrier (`costs.sync`) separates samples. With mini-batches (`batch` > 1) the
-//! `apply` phase ends every batch of `batch` samples, and each epoch's last, partial batch.
+//! `apply` phase ends every batch of `batch` samples, and each epoch's last, partial batch; with
+//! a batch-contrastive loss the `batch` phase starts each batch (the input port sends its labels).
 //! Inference runs `forward` only.
 
 use crate::data::{Dataset, Split};
@@ -169,6 +170,7 @@ pub fn train(
     let mut epochs = Vec::new();
     let mut step = 0u64;
     let mut train_counters = Counters::default();
+    let contrastive = m.program().layers.iter().any(|l| l.loss.is_contrastive());
     for epoch in 0..opts.epochs {
         let before = m.counters.clone();
         let order = epoch_order(n, opts.seed, epoch);
@@ -178,6 +180,12 @@ pub fn train(
                 let t = refresh_targets(&mut m)?;
                 target_cycles += t;
                 train_cycles += t + sync;
+            }
+            if contrastive && (j as u64).is_multiple_of(net.batch as u64) {
+                let end = (j + net.batch as usize).min(n);
+                let labels: Vec<usize> =
+                    order[j..end].iter().map(|&i| data.train.label(i)).collect();
+                train_cycles += m.begin_batch(&labels)? + sync;
             }
             encode_input(
                 data.train.image(i),

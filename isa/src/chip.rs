@@ -85,6 +85,9 @@ pub struct Costs {
     pub neuron_lanes: u32,
     /// Per class in the softmax unit.
     pub softmax_class: u32,
+    /// Per batch entry and pass of the softmax unit's target selection (batch-contrastive
+    /// losses).
+    pub select_entry: u32,
     /// Injecting one packet into the router.
     pub send_packet: u32,
     /// Writing one received packet into a buffer.
@@ -194,6 +197,7 @@ impl Default for Costs {
             update_row: 2,
             neuron_lanes: 16,
             softmax_class: 4,
+            select_entry: 1,
             send_packet: 1,
             recv_packet: 1,
             hop: 1,

@@ -52,10 +52,21 @@ pub enum Buf {
     DeltaT,
     /// The sample's label.
     Label,
+    /// The labels of the current mini-batch, in sample order (batch-contrastive losses).
+    Batch,
+    /// The class-similarity matrix `Y` of the layer's target inputs, `classes x classes`:
+    /// `t_{i-1}^a . t_{i-1}^b` (batch-contrastive losses beyond layer 1).
+    Gram,
+    /// A partial class-similarity matrix received from another core, added into `gram`.
+    #[serde(rename = "gramin")]
+    GramIn,
+    /// This core's share of the class-similarity matrix of its own targets, over its columns.
+    #[serde(rename = "grampart")]
+    GramPart,
 }
 
 impl Buf {
-    pub const ALL: [Buf; 10] = [
+    pub const ALL: [Buf; 14] = [
         Buf::In,
         Buf::Acc,
         Buf::Psum,
@@ -66,6 +77,10 @@ impl Buf {
         Buf::Delta,
         Buf::DeltaT,
         Buf::Label,
+        Buf::Batch,
+        Buf::Gram,
+        Buf::GramIn,
+        Buf::GramPart,
     ];
 
     /// The buffer as listings and program files write it.
@@ -81,6 +96,10 @@ impl Buf {
             Buf::Delta => "delta",
             Buf::DeltaT => "deltat",
             Buf::Label => "label",
+            Buf::Batch => "batch",
+            Buf::Gram => "gram",
+            Buf::GramIn => "gramin",
+            Buf::GramPart => "grampart",
         }
     }
 }
@@ -418,7 +437,8 @@ define_instructions! {
     Score = 10, "score" { mode: ScoreMode };
     /// Adds partial scores from another column tile: `score += scorein`.
     AddSc = 11, "addsc" {};
-    /// Softmax unit: `err = softmax(score) - onehot(label)`.
+    /// Softmax unit: `err = softmax(score) - onehot(label)`; for the layer's batch-contrastive
+    /// loss, the batch softmax by class counts minus the target distribution (docs/isa.md).
     Smax = 12, "smax" {};
     /// Data-stream error of the local loss, by [`DeltaMode`].
     Delta = 13, "delta" { mode: DeltaMode };
@@ -441,6 +461,11 @@ define_instructions! {
     GAcc = 21, "gacc" { pre: Pre };
     /// Applies the batch mean: `W[r][c] += round(G[r][c] >> (lr + log2 batch))`, then `G = 0`.
     GApply = 22, "gapply" {};
+    /// This core's share of its class targets' similarity matrix:
+    /// `grampart[a][b] = sum_c tgt[a][c] * tgt[b][c]` over its columns.
+    Gram = 23, "gram" {};
+    /// Adds a received partial similarity matrix: `gram += gramin`.
+    AddG = 24, "addg" {};
 }
 
 #[cfg(test)]
@@ -489,6 +514,8 @@ mod tests {
             Just(Instr::Halt {}),
             prop_oneof![Just(Pre::Data), Just(Pre::Target)].prop_map(|pre| Instr::GAcc { pre }),
             Just(Instr::GApply {}),
+            Just(Instr::Gram {}),
+            Just(Instr::AddG {}),
         ]
     }
 

@@ -43,8 +43,30 @@ pub fn buffer_len(program: &Program, core: &CoreProgram, buf: Buf) -> usize {
             t.cols as usize
         }
         Buf::Label if t.is_leader() || layer.loss.label_on_every_core() => 1,
+        Buf::Batch if t.is_leader() && layer.loss.is_contrastive() => {
+            program.network.batch as usize
+        }
+        Buf::Gram if t.is_leader() && needs_gram(program, layer.id.index()) => classes * classes,
+        Buf::GramIn
+            if t.is_leader()
+                && needs_gram(program, layer.id.index())
+                && program.layers[layer.id.index() - 2].col_tiles > 1 =>
+        {
+            classes * classes
+        }
+        Buf::GramPart if reducer && needs_gram(program, layer.id.index() + 1) => classes * classes,
         _ => 0,
     }
+}
+
+/// Whether layer `number` (1-based) takes the class similarity of its target inputs: a
+/// batch-contrastive layer beyond the first.
+pub fn needs_gram(program: &Program, number: usize) -> bool {
+    number > 1
+        && program
+            .layers
+            .get(number - 1)
+            .is_some_and(|l| l.loss.is_contrastive())
 }
 
 /// Gradient accumulators of a core: one per synapse when training in mini-batches.
@@ -65,7 +87,8 @@ pub fn buffer_bits(program: &Program, buf: Buf) -> u64 {
         Buf::Score | Buf::ScoreIn => SCORE_BITS,
         Buf::Err => b.probability as u64,
         Buf::Delta | Buf::DeltaT => ERROR_BITS,
-        Buf::Label => LABEL_BITS,
+        Buf::Label | Buf::Batch => LABEL_BITS,
+        Buf::Gram | Buf::GramIn | Buf::GramPart => SCORE_BITS,
     }
 }
 
@@ -80,7 +103,9 @@ pub struct CoreMemory {
     pub buffers: u64,
     /// Class targets and target inputs kept for the local loss.
     pub targets: u64,
-    /// Learning-unit registers: scores, class errors, neuron errors, label.
+    /// Learning-unit registers and state: scores, class errors, neuron errors, label, the
+    /// batch's labels and class similarities (batch-contrastive losses) and the per-synapse
+    /// gradient accumulators (mini-batches).
     pub learning: u64,
     /// Routing-table entries.
     pub routing: u64,
@@ -164,7 +189,11 @@ fn core_memory(program: &Program, core: &CoreProgram, route_entries: u32) -> Cor
             + bits(Buf::Err)
             + bits(Buf::Delta)
             + bits(Buf::DeltaT)
-            + bits(Buf::Label),
+            + bits(Buf::Label)
+            + bits(Buf::Batch)
+            + bits(Buf::Gram)
+            + bits(Buf::GramIn)
+            + bits(Buf::GramPart),
         routing: route_entries as u64 * ROUTE_ENTRY_BITS,
         instructions: core.streams.total_len() as u64 * INSTRUCTION_BITS,
     }

@@ -133,9 +133,34 @@ pub enum LocalLoss {
     /// The `hebbian` rule: `dW = lr (t - h) pre^T`, with `pre` the target stream's input
     /// (as the sigprop authors write it) or the data stream's (the delta rule).
     Hebbian { pre: crate::instr::Pre },
+    /// Sigprop `target_max` (`v14`): the batch softmax over `h_b . t_j`, cross-entropy against
+    /// the first batch index `j` maximizing `Y_bj` (`Y = [y_b = y_j]` at layer 1, the class
+    /// similarity of the target inputs beyond).
+    TargetMax,
+    /// Sigprop `target_max_all` (`v9`): as `target_max`, against the uniform distribution over
+    /// every `j` that reaches the row maximum of `Y_b`.
+    TargetMaxAll,
+    /// Sigprop `target_topk` (`v15`): as `target_max_all`, over the `k` largest `Y_bj` (ties to
+    /// the lower batch index).
+    #[serde(rename = "target_topk")]
+    TargetTopK { k: u16 },
 }
 
 impl LocalLoss {
+    /// Whether the loss is one of the batch-contrastive ones (`target_max`, `target_max_all`,
+    /// `target_topk`), whose softmax spans the mini-batch.
+    pub fn is_contrastive(self) -> bool {
+        matches!(
+            self,
+            LocalLoss::TargetMax | LocalLoss::TargetMaxAll | LocalLoss::TargetTopK { .. }
+        )
+    }
+
+    /// Whether the layer's leader runs a softmax over class scores against its class targets.
+    pub fn uses_class_softmax(self) -> bool {
+        self == LocalLoss::LabelDirect || self.is_contrastive()
+    }
+
     /// Whether every core of the layer needs the label (per-neuron losses against `t[label]`).
     pub fn label_on_every_core(self) -> bool {
         matches!(self, LocalLoss::L2 | LocalLoss::Hebbian { .. })
@@ -159,6 +184,9 @@ impl fmt::Display for LocalLoss {
             LocalLoss::CrossEntropy => f.write_str("cross_entropy"),
             LocalLoss::L2 => f.write_str("l2"),
             LocalLoss::Hebbian { pre } => write!(f, "hebbian(pre: {pre})"),
+            LocalLoss::TargetMax => f.write_str("target_max"),
+            LocalLoss::TargetMaxAll => f.write_str("target_max_all"),
+            LocalLoss::TargetTopK { k } => write!(f, "target_topk(k: {k})"),
         }
     }
 }
@@ -311,17 +339,25 @@ pub struct Streams {
     /// Applies the gradient accumulators at the end of a mini-batch (empty when online).
     #[serde(default)]
     pub apply: Vec<Instr>,
+    /// Takes the mini-batch's labels at its start (batch-contrastive losses only).
+    #[serde(default)]
+    pub batch: Vec<Instr>,
 }
 
 impl Streams {
     pub fn total_len(&self) -> usize {
-        self.targets.len() + self.forward.len() + self.learn.len() + self.apply.len()
+        self.targets.len()
+            + self.forward.len()
+            + self.learn.len()
+            + self.apply.len()
+            + self.batch.len()
     }
 
-    /// The phases with their names, for listings.
-    pub fn phases(&self) -> [(&'static str, &[Instr]); 4] {
+    /// The phases with their names, for listings, in the order a mini-batch runs them.
+    pub fn phases(&self) -> [(&'static str, &[Instr]); 5] {
         [
             ("targets", &self.targets),
+            ("batch", &self.batch),
             ("forward", &self.forward),
             ("learn", &self.learn),
             ("apply", &self.apply),

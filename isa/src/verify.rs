@@ -198,6 +198,28 @@ fn check_network(p: &Program, v: &mut Vec<Violation>) {
     if n.target_refresh == 0 {
         structural(v, "network target_refresh is 0, must be at least 1".into());
     }
+    for l in &p.layers {
+        if l.loss.is_contrastive() && n.batch < 2 {
+            structural(
+                v,
+                format!(
+                    "{}: loss {} needs mini-batches (network batch is {})",
+                    l.id, l.loss, n.batch
+                ),
+            );
+        }
+        if let crate::program::LocalLoss::TargetTopK { k } = l.loss {
+            if k == 0 || k as u32 > n.batch {
+                structural(
+                    v,
+                    format!(
+                        "{}: loss {} needs 1 <= k <= batch ({})",
+                        l.id, l.loss, n.batch
+                    ),
+                );
+            }
+        }
+    }
     if n.lr_anneal_every == Some(0) {
         structural(v, "network lr_anneal_every is 0, must be at least 1".into());
     }
@@ -233,6 +255,7 @@ fn check_routes(p: &Program, v: &mut Vec<Violation>) {
                 Endpoint::Input => match buf {
                     Buf::In => p.network.input_len as usize,
                     Buf::Label => 1,
+                    Buf::Batch => p.network.batch as usize,
                     _ => 0,
                 },
                 Endpoint::Output => match buf {
@@ -373,6 +396,30 @@ fn check_instructions(p: &Program, v: &mut Vec<Violation>) {
                     ),
                     Instr::Proj { .. } if !p.has_projection(core) => {
                         structural(v, format!("{}: the core holds no target projection", at()))
+                    }
+                    Instr::Gram {} if buffer_len(p, core, Buf::GramPart) == 0 => structural(
+                        v,
+                        format!(
+                            "{}: only a reducer of a layer whose next layer is batch-contrastive computes class similarities",
+                            at()
+                        ),
+                    ),
+                    Instr::AddG {} if buffer_len(p, core, Buf::GramIn) == 0 => structural(
+                        v,
+                        format!("{}: the core receives no partial class similarities", at()),
+                    ),
+                    Instr::Smax {}
+                        if p.layer(core.layer).loss.is_contrastive()
+                            && (buffer_len(p, core, Buf::Batch) == 0
+                                || (core.layer.0 > 1 && buffer_len(p, core, Buf::Gram) == 0)) =>
+                    {
+                        structural(
+                            v,
+                            format!(
+                                "{}: a batch-contrastive softmax runs on the layer's leader only",
+                                at()
+                            ),
+                        )
                     }
                     Instr::UpdP { .. } if core.projection.is_none() => structural(
                         v,

@@ -190,6 +190,9 @@ pub trait Model {
     fn predict(&mut self, x: &[f32]) -> usize;
     /// The end of a mini-batch: pending updates join the weights, times `scale`.
     fn end_batch(&mut self, scale: f32);
+    /// The start of a mini-batch with these labels, in sample order (the batch-contrastive
+    /// losses see the whole batch).
+    fn begin_batch(&mut self, _labels: &[usize]) {}
     /// Whether every parameter is still a finite number (float has no saturation: a loss whose
     /// activations grow without bound ends in infinities and NaN).
     fn finite(&self) -> bool;
@@ -237,7 +240,14 @@ pub fn train_model(
     let mut per_epoch = Vec::new();
     for epoch in 0..opts.epochs {
         let mut correct = 0u64;
-        for (j, &i) in epoch_order(n, opts.seed, epoch).iter().enumerate() {
+        let order = epoch_order(n, opts.seed, epoch);
+        for (j, &i) in order.iter().enumerate() {
+            if batch > 1 && (j as u64).is_multiple_of(batch) {
+                let end = (j + batch as usize).min(n);
+                let labels: Vec<usize> =
+                    order[j..end].iter().map(|&i| data.train.label(i)).collect();
+                m.begin_batch(&labels);
+            }
             encode_input(data.train.image(i), data.max_value, &mut x);
             let label = data.train.label(i);
             correct += (m.train_sample(step, &x, label) == label) as u64;

@@ -15,6 +15,13 @@
 //!   the target stream's input `t_{i-1}^y` for `pre: target` (layer 1, whose target does not
 //!   pass through its weights, uses its data input) or `h_{i-1}` for `pre: data`. The chip allows
 //!   these losses with constant targets only.
+//! - hidden layer `i` with a batch-contrastive loss (`target_max`, `target_max_all`,
+//!   `target_topk(k)`), literally over the batch's `B` entries with labels `L_j` (no class
+//!   aggregation, unlike the chip): `t_j = t_i^{L_j}`, `p_j = softmax_j(h . t_j)`,
+//!   `Y_j = [L_j = y]` at layer 1 and `t_{i-1}^y . t_{i-1}^{L_j}` beyond; the chosen entries are
+//!   the first maximum (`target_max`), every maximum (`target_max_all`) or the first `k` in the
+//!   order (`Y` descending, `j` ascending) (`target_topk`), `q_j = 1 / (chosen count)` on them;
+//!   `delta = f'(h) sum_j (p_j - q_j) t_j`, `W_i -= lr_i delta h_{i-1}^T`.
 //! - output layer (`output_layer` readout): `err = softmax(h_out) - onehot(y)`,
 //!   `W_out -= lr_out err h_N^T`.
 //!
@@ -57,6 +64,8 @@ pub struct SigpropF32 {
     pub target_refresh: u64,
     /// Class targets of each hidden layer: `classes x width`, row `k` is `t_i^k`.
     pub targets: Vec<Vec<f32>>,
+    /// The labels of the current mini-batch (batch-contrastive losses).
+    pub batch_labels: Vec<usize>,
 }
 
 impl SigpropF32 {
@@ -116,6 +125,7 @@ impl SigpropF32 {
             targets_learned: desc.targets == TargetMode::Learned,
             target_refresh: desc.target_refresh.max(1) as u64,
             targets,
+            batch_labels: Vec::new(),
         }
     }
 
@@ -240,6 +250,11 @@ impl SigpropF32 {
                 }
                 continue;
             }
+            if self.loss.local_loss().is_contrastive() {
+                let delta = self.contrastive_delta(i, h, y);
+                self.hidden[i].update(input, &delta, lr);
+                continue;
+            }
             softmax_err(&self.scores(i, h), y, &mut err);
             // Data stream: delta_j = f'(h_j) sum_k err_k t^k_j.
             let mut delta = vec![0.0f32; w];
@@ -292,7 +307,72 @@ impl SigpropF32 {
     }
 }
 
+impl SigpropF32 {
+    /// The batch-contrastive error of hidden layer `i` for a sample of class `y` with output `h`,
+    /// literally over the batch entries (module docs).
+    pub fn contrastive_delta(&self, i: usize, h: &[f32], y: usize) -> Vec<f32> {
+        let labels = &self.batch_labels;
+        assert!(
+            labels.contains(&y),
+            "the sample's label is in its batch (begin_batch ran)"
+        );
+        let dot = |a: &[f32], b: &[f32]| -> f64 {
+            a.iter().zip(b).map(|(&x, &z)| x as f64 * z as f64).sum()
+        };
+        // Exact softmax over the batch entries' similarities.
+        let sims: Vec<f64> = labels.iter().map(|&l| dot(h, self.target(i, l))).collect();
+        let m = sims.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = sims.iter().map(|&s| (s - m).exp()).collect();
+        let total: f64 = e.iter().sum();
+        // Target similarities and the chosen entries.
+        let yv: Vec<f64> = labels
+            .iter()
+            .map(|&l| {
+                if i == 0 {
+                    (l == y) as u8 as f64
+                } else {
+                    dot(self.target(i - 1, y), self.target(i - 1, l))
+                }
+            })
+            .collect();
+        let best = yv.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let chosen: Vec<usize> = match self.loss {
+            LossKind::TargetMax => vec![yv.iter().position(|&v| v == best).expect("non-empty")],
+            LossKind::TargetMaxAll => (0..labels.len()).filter(|&j| yv[j] == best).collect(),
+            LossKind::TargetTopK { k } => {
+                let mut idx: Vec<usize> = (0..labels.len()).collect();
+                // A stable sort keeps equal similarities in batch order.
+                idx.sort_by(|&a, &b| yv[b].total_cmp(&yv[a]));
+                idx.truncate((k as usize).min(labels.len()));
+                idx
+            }
+            _ => unreachable!("only batch-contrastive losses reach here"),
+        };
+        let mut q = vec![0.0f64; labels.len()];
+        for &j in &chosen {
+            q[j] += 1.0 / chosen.len() as f64;
+        }
+        let f = self.hidden[i].activation;
+        let mut delta = vec![0.0f64; h.len()];
+        for (j, &l) in labels.iter().enumerate() {
+            let g = e[j] / total - q[j];
+            for (d, &t) in delta.iter_mut().zip(self.target(i, l)) {
+                *d += g * t as f64;
+            }
+        }
+        delta
+            .iter()
+            .zip(h)
+            .map(|(&d, &hj)| derivative(f, hj) * d as f32)
+            .collect()
+    }
+}
+
 impl Model for SigpropF32 {
+    fn begin_batch(&mut self, labels: &[usize]) {
+        self.batch_labels = labels.to_vec();
+    }
+
     fn end_batch(&mut self, scale: f32) {
         for l in self
             .hidden

@@ -214,6 +214,8 @@ pub struct Model {
     /// `to_input`: the projected target of each class, an input-shaped vector (LFSR row
     /// `class` over the inputs, uniform in [-1, 1) in the input format).
     pub input_projection: Option<Matrix>,
+    /// The labels of the current mini-batch, in sample order (batch-contrastive losses).
+    pub batch_labels: Vec<usize>,
 }
 
 /// What one forward pass gives.
@@ -310,7 +312,12 @@ impl Layer {
         match self.loss {
             // Every layer that keeps targets scores them by dot product (the nearest-target
             // readout reads these).
-            LocalLoss::LabelDirect | LocalLoss::L2 | LocalLoss::Hebbian { .. } => (
+            LocalLoss::LabelDirect
+            | LocalLoss::L2
+            | LocalLoss::Hebbian { .. }
+            | LocalLoss::TargetMax
+            | LocalLoss::TargetMaxAll
+            | LocalLoss::TargetTopK { .. } => (
                 self.targets
                     .iter()
                     .map(|t| h.iter().zip(t).map(|(&h, &t)| h as i64 * t as i64).sum())
@@ -322,24 +329,74 @@ impl Layer {
     }
 }
 
+/// `exp2-lut32`: `2^((s - m) log2 e)` for a score `s` at most the maximum `m`, both with `frac`
+/// fraction bits, as a table value.
+fn exp_lut(m: i64, s: i64, frac: i32) -> i64 {
+    // The base-2 exponent with five fraction bits: (m - s) * log2(e), from Q(frac) x Q14.
+    let shift = 14 + frac - 5;
+    let d = (m - s) * LOG2E_Q14;
+    let a = if shift >= 0 { d >> shift } else { d << -shift };
+    let (n, idx) = (a >> 5, a & 31);
+    if n >= 17 {
+        0
+    } else {
+        (EXP2_LUT[idx as usize] >> n) as i64
+    }
+}
+
+/// The batch-contrastive class errors, entry by entry over the batch: the softmax over the
+/// entries' scores `s[L_j]`, summed per class, minus the chosen entries' share per class.
+/// `similarity(k)` is `Y` of an entry of class `k`.
+pub fn contrastive_err(
+    loss: LocalLoss,
+    s: &[i64],
+    frac: i32,
+    label: usize,
+    batch: &[usize],
+    similarity: impl Fn(usize) -> i64,
+    prob: QFormat,
+) -> Vec<i32> {
+    assert!(batch.contains(&label), "the sample is in its batch");
+    let m = batch
+        .iter()
+        .map(|&l| s[l])
+        .max()
+        .expect("a non-empty batch");
+    let e: Vec<i64> = batch.iter().map(|&l| exp_lut(m, s[l], frac)).collect();
+    let sum: i64 = e.iter().sum();
+    let y: Vec<i64> = batch.iter().map(|&l| similarity(l)).collect();
+    let best = *y.iter().max().expect("a non-empty batch");
+    let chosen: Vec<usize> = match loss {
+        LocalLoss::TargetMax => vec![y.iter().position(|&v| v == best).expect("a maximum")],
+        LocalLoss::TargetMaxAll => (0..batch.len()).filter(|&j| y[j] == best).collect(),
+        LocalLoss::TargetTopK { k } => {
+            let mut order: Vec<usize> = (0..batch.len()).collect();
+            order.sort_by_key(|&j| (std::cmp::Reverse(y[j]), j));
+            order.truncate((k as usize).min(batch.len()));
+            order
+        }
+        other => panic!("{other} is not batch-contrastive"),
+    };
+    let pf = prob.frac as i32;
+    let n = chosen.len() as i64;
+    (0..s.len())
+        .map(|k| {
+            let ek: i64 = (0..batch.len())
+                .filter(|&j| batch[j] == k)
+                .map(|j| e[j])
+                .sum();
+            let p = ((ek << pf) + sum / 2) / sum;
+            let c = chosen.iter().filter(|&&j| batch[j] == k).count() as i64;
+            let q = ((c << pf) + n / 2) / n;
+            prob.saturate(p - q).0
+        })
+        .collect()
+}
+
 /// `exp2-lut32` softmax minus the one-hot label, in the probability format.
 pub fn softmax_err(s: &[i64], frac: i32, label: usize, prob: QFormat) -> Vec<i32> {
     let m = *s.iter().max().expect("at least one class");
-    let e: Vec<i64> = s
-        .iter()
-        .map(|&sk| {
-            // The base-2 exponent with five fraction bits: (m - s) * log2(e), from Q(frac) x Q14.
-            let shift = 14 + frac - 5;
-            let d = (m - sk) * LOG2E_Q14;
-            let a = if shift >= 0 { d >> shift } else { d << -shift };
-            let (n, idx) = (a >> 5, a & 31);
-            if n >= 17 {
-                0
-            } else {
-                (EXP2_LUT[idx as usize] >> n) as i64
-            }
-        })
-        .collect();
+    let e: Vec<i64> = s.iter().map(|&sk| exp_lut(m, sk, frac)).collect();
     let sum: i64 = e.iter().sum();
     let pf = prob.frac as i32;
     e.iter()
@@ -423,7 +480,13 @@ impl Model {
                         })
                         .collect()
                 }),
+            batch_labels: Vec::new(),
         }
+    }
+
+    /// The start of a mini-batch with these labels.
+    pub fn begin_batch(&mut self, labels: &[usize]) {
+        self.batch_labels = labels.to_vec();
     }
 
     /// Recomputes the class targets of every layer that keeps them: layer 1 from the
@@ -546,18 +609,49 @@ impl Model {
                 _ => self.layers[i - 1].targets.get(label).cloned(),
             })
             .collect();
-        for ((l, (x, h)), prev_t) in self
+        // Batch-contrastive class errors need the previous layer's targets (their similarity).
+        let contrastive: Vec<Option<Vec<i32>>> = (0..self.layers.len())
+            .map(|i| {
+                let l = &self.layers[i];
+                l.loss.is_contrastive().then(|| {
+                    let (s, frac) = l.scores(&pass.hs[i]);
+                    let similarity = |k: usize| -> i64 {
+                        if i == 0 {
+                            return (k == label) as i64;
+                        }
+                        let t = &self.layers[i - 1].targets;
+                        let dot: i64 = t[label]
+                            .iter()
+                            .zip(&t[k])
+                            .map(|(&a, &b)| a as i64 * b as i64)
+                            .sum();
+                        QFormat::new(32, 0).saturate(dot).0 as i64
+                    };
+                    contrastive_err(
+                        l.loss,
+                        &s,
+                        frac,
+                        label,
+                        &self.batch_labels,
+                        similarity,
+                        self.prob,
+                    )
+                })
+            })
+            .collect();
+        for (((l, (x, h)), prev_t), err) in self
             .layers
             .iter_mut()
             .zip(pass.xs.iter().zip(&pass.hs))
             .zip(prev_targets)
+            .zip(contrastive)
         {
             let pre = match l.loss {
                 LocalLoss::Hebbian { pre: Pre::Target } => prev_t.unwrap_or_else(|| x.clone()),
                 _ => x.clone(),
             };
             let anneal = self.anneal_every.map_or(0, |n| (step / n) as i32);
-            learn(l, &pre, h, label, pf, self.prob, seed, step, anneal);
+            learn(l, &pre, h, label, err, pf, self.prob, seed, step, anneal);
         }
         self.steps += 1;
         if self.batch > 1 && self.steps.is_multiple_of(self.batch as u64) {
@@ -574,6 +668,7 @@ fn learn(
     x: &[i32],
     h: &[i32],
     label: usize,
+    contrastive_err: Option<Vec<i32>>,
     pf: i32,
     prob: QFormat,
     seed: u64,
@@ -581,8 +676,9 @@ fn learn(
     anneal: i32,
 ) {
     // Only the softmax losses use class errors; the per-neuron ones compare with t[label].
-    let err = match l.loss {
-        LocalLoss::LabelDirect | LocalLoss::CrossEntropy => {
+    let err = match (l.loss, contrastive_err) {
+        (_, Some(err)) => err,
+        (LocalLoss::LabelDirect | LocalLoss::CrossEntropy, None) => {
             let (s, frac) = l.scores(h);
             softmax_err(&s, frac, label, prob)
         }
@@ -590,7 +686,10 @@ fn learn(
     };
     let err32 = QFormat::new(32, 0);
     let (delta, delta_frac): (Vec<i64>, i32) = match l.loss {
-        LocalLoss::LabelDirect => (
+        LocalLoss::LabelDirect
+        | LocalLoss::TargetMax
+        | LocalLoss::TargetMaxAll
+        | LocalLoss::TargetTopK { .. } => (
             (0..l.width)
                 .map(|j| {
                     let d: i64 = (0..err.len())
