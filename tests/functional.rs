@@ -4,7 +4,6 @@
 //! columns, and the emulator must agree with the model bit for bit: predictions, output vectors
 //! and every weight after every training sample.
 //!
-//! Not covered: `targets: learned` (the target-stream instructions `deltat`, `updt`, `updp`).
 
 mod common;
 
@@ -33,8 +32,10 @@ struct Net {
     readout: Readout,
     /// The hidden layers' local loss.
     loss: LossKind,
-    /// Layer 1's target projection (fixed ones: learned ones need learned targets).
+    /// Layer 1's target projection (`learned` only with learned targets).
     projection: ProjectionMode,
+    /// Learned targets (`label_direct` and `l2`, online only) or constant ones.
+    targets: TargetMode,
     rounding: Rounding,
     lr_shift: u8,
     readout_lr_shift: Option<u8>,
@@ -70,7 +71,7 @@ impl Net {
                 .collect(),
             projection: self.projection,
             loss: self.loss,
-            targets: TargetMode::Constant,
+            targets: self.targets,
             target_refresh: self.target_refresh,
             readout: self.readout,
             learning: LearningDesc {
@@ -296,8 +297,10 @@ fn net() -> impl Strategy<Value = Net> {
             ],
             prop_oneof![
                 Just(ProjectionMode::FixedRandom),
-                Just(ProjectionMode::ToInput)
+                Just(ProjectionMode::ToInput),
+                Just(ProjectionMode::Learned),
             ],
+            prop::bool::weighted(0.3),
         ),
         0u8..=8,
         (
@@ -317,7 +320,7 @@ fn net() -> impl Strategy<Value = Net> {
                 hidden,
                 classes,
                 readout,
-                (rounding, loss, projection),
+                (rounding, loss, projection, learned),
                 lr_shift,
                 (readout_lr_shift, anneal_every, batch),
                 target_refresh,
@@ -325,33 +328,47 @@ fn net() -> impl Strategy<Value = Net> {
                 seed,
                 bits,
                 full_range,
-            )| Net {
-                input,
-                hidden,
-                classes,
-                readout,
-                // The batch-contrastive losses need a batch of at least 2, and top-k at most it.
-                loss: match loss {
-                    LossKind::TargetTopK { k } => LossKind::TargetTopK {
-                        k: k.min(batch.max(2) as u16),
+            )| {
+                // Learned targets: `label_direct` and `l2`, online; a learned projection needs them.
+                let learned =
+                    learned && matches!(loss, LossKind::LabelDirect | LossKind::L2) && batch == 1;
+                let projection = match projection {
+                    ProjectionMode::Learned if !learned => ProjectionMode::FixedRandom,
+                    p => p,
+                };
+                Net {
+                    input,
+                    hidden,
+                    classes,
+                    readout,
+                    targets: if learned {
+                        TargetMode::Learned
+                    } else {
+                        TargetMode::Constant
                     },
-                    other => other,
-                },
-                projection,
-                rounding,
-                lr_shift,
-                readout_lr_shift,
-                anneal_every,
-                batch: if loss.local_loss().is_contrastive() {
-                    batch.max(2)
-                } else {
-                    batch
-                },
-                target_refresh,
-                bias,
-                seed,
-                bits,
-                full_range,
+                    // The batch-contrastive losses need a batch of at least 2, and top-k at most it.
+                    loss: match loss {
+                        LossKind::TargetTopK { k } => LossKind::TargetTopK {
+                            k: k.min(batch.max(2) as u16),
+                        },
+                        other => other,
+                    },
+                    projection,
+                    rounding,
+                    lr_shift,
+                    readout_lr_shift,
+                    anneal_every,
+                    batch: if loss.local_loss().is_contrastive() {
+                        batch.max(2)
+                    } else {
+                        batch
+                    },
+                    target_refresh,
+                    bias,
+                    seed,
+                    bits,
+                    full_range,
+                }
             },
         )
 }

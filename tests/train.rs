@@ -241,14 +241,77 @@ fn an_unknown_loss_is_named_with_the_known_ones() {
         assert!(err.contains(needle), "missing `{needle}` in: {err}");
     }
     let net = text
-        .replace("loss: label_direct,", "loss: l2,")
+        .replace("loss: label_direct,", "loss: hebbian(pre: data),")
         .replace("targets: constant", "targets: learned");
     let err = compiler::compile_str(&net, "net.ron", &ChipDescription::default())
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("targets: is `learned`") && err.contains("label_direct"),
+        err.contains("targets: is `learned`")
+            && err.contains("`loss: label_direct` or `l2` only")
+            && err.contains("no loss to differentiate"),
         "{err}"
+    );
+}
+
+/// `l2` with both streams learning collapses on the chip as sigprop.md reports it does in float:
+/// the last hidden layer's outputs all go to 0, and the report says so.
+#[test]
+fn l2_with_learned_targets_collapses_and_the_report_says_so() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits.ron"))
+        .unwrap();
+    let net = text
+        .replace("loss: label_direct,", "loss: l2,")
+        .replace("targets: constant", "targets: learned");
+    let program = compiler::compile_str(&net, "digits", &ChipDescription::default())
+        .unwrap()
+        .program;
+    // Layer 2 learns its label's target through its crossbar: `deltat label`, `updt label`.
+    let learn: Vec<String> = program.cores[1]
+        .streams
+        .learn
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    assert!(
+        learn.contains(&"deltat label".to_string()) && learn.contains(&"updt label".to_string()),
+        "{learn:?}"
+    );
+    let mut d = data::digits();
+    d.train.truncate(600);
+    d.test.truncate(120);
+    let (_, report) = emulator::train(
+        program.clone(),
+        &d,
+        &TrainOptions { epochs: 3, seed: 1 },
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    let layer2 = &report.activity[1];
+    assert!(
+        layer2.collapsed && layer2.active_fraction < 0.01,
+        "{:?}",
+        report.activity
+    );
+    // With constant targets the same network does not collapse.
+    let constant = compiler::compile_str(
+        &net.replace("targets: learned", "targets: constant"),
+        "digits",
+        &ChipDescription::default(),
+    )
+    .unwrap()
+    .program;
+    let (_, report) = emulator::train(
+        constant,
+        &d,
+        &TrainOptions { epochs: 3, seed: 1 },
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert!(
+        report.activity.iter().all(|a| !a.collapsed),
+        "{:?}",
+        report.activity
     );
 }
 

@@ -204,6 +204,42 @@ fn learn(x: &ScheduleInputs, at: At) -> Vec<Instr> {
             }
         }
         s.push(Instr::Upd { pre });
+        // `l2` with learned targets: the label's target learns too (its mismatch through the
+        // target's activation), where the target stream passes through weights that learn.
+        if learned && (at.l > 0 || x.to_input || x.projection_learned) {
+            if at.rt > 0 {
+                // Layer 1's projection lives on its reducers: row tiles learn only where the
+                // target stream passes through the crossbar.
+                if at.l == 0 && !x.to_input {
+                    s.push(Instr::Halt {});
+                    return s;
+                }
+                s.push(Instr::Recv {
+                    route: x.route(Purpose::DeltaT { dst: at.me }),
+                });
+                s.push(Instr::UpdT {
+                    class: Class::LABEL,
+                });
+            } else {
+                s.push(Instr::DeltaT {
+                    class: Class::LABEL,
+                });
+                if at.l == 0 && !x.to_input {
+                    s.push(Instr::UpdP {
+                        class: Class::LABEL,
+                    });
+                } else {
+                    for &p in &peers {
+                        s.push(Instr::Send {
+                            route: x.route(Purpose::DeltaT { dst: p }),
+                        });
+                    }
+                    s.push(Instr::UpdT {
+                        class: Class::LABEL,
+                    });
+                }
+            }
+        }
         s.push(Instr::Halt {});
         return s;
     }

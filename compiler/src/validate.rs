@@ -142,13 +142,23 @@ pub fn validate(desc: NetworkDesc, origin: &str) -> Result<ValidNetwork, Validat
                 .into(),
         );
     }
-    if desc.targets == sigchip_isa::TargetMode::Learned && desc.loss != crate::LossKind::LabelDirect
+    if desc.targets == sigchip_isa::TargetMode::Learned
+        && !matches!(
+            desc.loss,
+            crate::LossKind::LabelDirect | crate::LossKind::L2
+        )
     {
+        let why = if desc.loss.local_loss().is_contrastive() {
+            "its softmax spans the mini-batch, and the chip holds the class targets constant \
+             within a batch"
+        } else {
+            "the rule has no loss to differentiate with respect to the target stream"
+        };
         bad(
             "targets".into(),
             format!(
-                "is `learned`, which the chip supports with `loss: label_direct` only; `{}` learns \
-                 with constant targets (`targets: constant`)",
+                "is `learned`, which the chip supports with `loss: label_direct` or `l2` only; \
+                 `{}` learns with constant targets (`targets: constant`): {why}",
                 desc.loss
             ),
         );

@@ -493,6 +493,24 @@ pub fn delta_target_stream(
     }
 }
 
+/// Target-stream error of the `l2` loss for the label's target:
+/// `deltat[j] = f'(tgt[j]) * (tgt[j] - out[j])` (the gradient of `1/2 |h - t|^2` with respect to
+/// `t`, through the target's activation).
+pub fn delta_target_mismatch(
+    out: &[i32],
+    tgt_k: &[i32],
+    f: Activation,
+    deltat: &mut [i64],
+) -> Activity {
+    for ((d, &o), &t) in deltat.iter_mut().zip(out).zip(tgt_k) {
+        *d = derivative(f, t, t as i64 - o as i64);
+    }
+    Activity {
+        neurons: out.len() as u64,
+        ..Default::default()
+    }
+}
+
 /// Where an update's random bits come from.
 #[derive(Clone, Copy, Debug)]
 pub struct UpdateKey {

@@ -241,7 +241,12 @@ impl Machine {
                         LocalLoss::CrossEntropy => pf,
                         LocalLoss::L2 | LocalLoss::Hebbian { .. } => outf,
                     },
-                    deltat_frac: pf + outf,
+                    // `l2`'s target-stream error is a mismatch of outputs, not a class error.
+                    deltat_frac: if l.loss == LocalLoss::L2 {
+                        outf
+                    } else {
+                        pf + outf
+                    },
                     in_frac: inf,
                     lr: l.lr_shift as i32,
                     rounding: l.rounding,
@@ -678,15 +683,19 @@ impl Machine {
                 self.counters.saturations.error += saturate_errors(&mut core.delta);
             }
             Instr::DeltaT { class } => {
-                let k = class.0 as usize;
+                let k = class.resolve(core.label);
                 let tgt_k = &core.tgt[k * core.cols..(k + 1) * core.cols];
-                a = kernels::delta_target_stream(
-                    core.err[k],
-                    &core.out,
-                    tgt_k,
-                    layer.act,
-                    &mut core.deltat,
-                );
+                a = if self.program.layers[core.layer].loss == LocalLoss::L2 {
+                    kernels::delta_target_mismatch(&core.out, tgt_k, layer.act, &mut core.deltat)
+                } else {
+                    kernels::delta_target_stream(
+                        core.err[k],
+                        &core.out,
+                        tgt_k,
+                        layer.act,
+                        &mut core.deltat,
+                    )
+                };
                 self.counters.saturations.error += saturate_errors(&mut core.deltat);
             }
             Instr::GAcc { pre } => {
@@ -732,12 +741,12 @@ impl Machine {
             Instr::Upd { .. } | Instr::UpdT { .. } => {
                 let (x, delta, frac, sub) = match instr {
                     Instr::UpdT { class } => {
-                        let (k, rows) = (class.0 as usize, core.inb.len());
+                        let (k, rows) = (class.resolve(core.label), core.inb.len());
                         (
                             &core.tgtin[k * rows..(k + 1) * rows],
                             &core.deltat,
                             layer.deltat_frac,
-                            1 + class.0 as u64,
+                            1 + k as u64,
                         )
                     }
                     Instr::Upd { pre: Pre::Target } => {
@@ -786,7 +795,7 @@ impl Machine {
                 let shift = layer.deltat_frac - fmt.frac as i32
                     + layer.lr
                     + self.program.network.lr_anneal(self.update_step);
-                let k = class.0 as usize;
+                let k = class.resolve(core.label);
                 for (row, sub) in [(k, 1 + k as u64), (classes, 300 + k as u64)] {
                     let key = UpdateKey {
                         seed: self.program.network.seed,

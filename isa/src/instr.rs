@@ -177,14 +177,34 @@ impl fmt::Display for Pre {
     }
 }
 
-/// A class index operand.
+/// A class index operand. [`Class::LABEL`] (255, never a class: a network has at most 255
+/// classes, 0..=254) names the sample's label instead, for the target-stream instructions of a
+/// per-neuron loss, which learn only the label's target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Class(pub u8);
 
+impl Class {
+    /// The sample's label (the `label` register), not a fixed class.
+    pub const LABEL: Class = Class(255);
+
+    /// The class this operand names for a sample of class `label`.
+    pub fn resolve(self, label: usize) -> usize {
+        if self == Class::LABEL {
+            label
+        } else {
+            self.0 as usize
+        }
+    }
+}
+
 impl fmt::Display for Class {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        if *self == Class::LABEL {
+            f.write_str("label")
+        } else {
+            write!(f, "{}", self.0)
+        }
     }
 }
 
@@ -444,7 +464,8 @@ define_instructions! {
     Delta = 13, "delta" { mode: DeltaMode };
     /// Weight update: `W[r][c] -= round(delta[c] * pre[r] >> lr)`, `pre` = `in` or `tgtin[label]`.
     Upd = 14, "upd" { pre: Pre };
-    /// Target-stream error of one class: `deltat = f'(tgt[class]) * err[class] * out`.
+    /// Target-stream error of one class: `deltat = f'(tgt[class]) * err[class] * out`; on a layer
+    /// with the `l2` loss, `deltat = f'(tgt[class]) * (tgt[class] - out)`.
     DeltaT = 15, "deltat" { class: Class };
     /// Weight update from the target stream: `W[r][c] -= round(deltat[c] * tgtin[class][r] >> lr)`.
     UpdT = 16, "updt" { class: Class };

@@ -342,12 +342,15 @@ fn check_instructions(p: &Program, v: &mut Vec<Violation>) {
                             );
                         }
                     }
-                    Instr::Proj { class }
-                    | Instr::TStore { class }
-                    | Instr::TInStore { class }
-                    | Instr::DeltaT { class }
-                    | Instr::UpdT { class }
-                    | Instr::UpdP { class }
+                    Instr::DeltaT { class } | Instr::UpdT { class } | Instr::UpdP { class }
+                        if class.0 as u16 >= classes && class != crate::instr::Class::LABEL =>
+                    {
+                        structural(
+                            v,
+                            format!("{}: class {class} but the network has {classes}", at()),
+                        )
+                    }
+                    Instr::Proj { class } | Instr::TStore { class } | Instr::TInStore { class }
                         if class.0 as u16 >= classes =>
                     {
                         structural(

@@ -13,8 +13,10 @@
 //!   `l2`: `delta_j = f'(h_j) (h_j - t_j)`, `W_i -= lr_i delta h_{i-1}^T`;
 //!   `hebbian(pre)`: `delta_j = h_j - t_j` (no derivative), `W_i -= lr_i delta pre^T` with `pre`
 //!   the target stream's input `t_{i-1}^y` for `pre: target` (layer 1, whose target does not
-//!   pass through its weights, uses its data input) or `h_{i-1}` for `pre: data`. The chip allows
-//!   these losses with constant targets only.
+//!   pass through its weights, uses its data input) or `h_{i-1}` for `pre: data`. With
+//!   `targets: learned`, `l2` also updates the label's target stream: `deltat_j = f'(t_j)
+//!   (t_j - h_j)`, applied as `label_direct`'s `deltat^k` for `k = y`; `hebbian` has constant
+//!   targets only.
 //! - hidden layer `i` with a batch-contrastive loss (`target_max`, `target_max_all`,
 //!   `target_topk(k)`), literally over the batch's `B` entries with labels `L_j` (no class
 //!   aggregation, unlike the chip): `t_j = t_i^{L_j}`, `p_j = softmax_j(h . t_j)`,
@@ -234,6 +236,19 @@ impl SigpropF32 {
                         .collect(),
                     _ => h.iter().zip(t).map(|(&hj, &tj)| hj - tj).collect(),
                 };
+                // `l2` with learned targets: the label's target learns from the mismatch too,
+                // `deltat_j = f'(t_j) (t_j - h_j)`.
+                if self.loss == LossKind::L2
+                    && self.targets_learned
+                    && (i > 0 || self.projection_learned || self.input_projection.is_some())
+                {
+                    let deltat: Vec<f32> = t
+                        .iter()
+                        .zip(h)
+                        .map(|(&tj, &hj)| derivative(f, tj) * (tj - hj))
+                        .collect();
+                    self.update_target_stream(i, y, &deltat, lr);
+                }
                 if self.loss == (LossKind::Hebbian { pre: Pre::Target })
                     && (i > 0 || self.input_projection.is_some())
                 {
@@ -277,23 +292,7 @@ impl SigpropF32 {
                         .zip(h)
                         .map(|(&t, &hj)| derivative(f, t) * e * hj)
                         .collect();
-                    if i > 0 {
-                        let wp = self.hidden[i - 1].width;
-                        let tin = &self.targets[i - 1][k * wp..(k + 1) * wp];
-                        self.hidden[i].update(tin, &deltat, lr);
-                    } else if let Some(c) = &self.input_projection {
-                        let n = self.hidden[0].inputs;
-                        self.hidden[0].update(&c[k * n..(k + 1) * n], &deltat, lr);
-                    } else {
-                        for row in [k, self.classes] {
-                            for (s, &d) in self.projection[row * w..(row + 1) * w]
-                                .iter_mut()
-                                .zip(&deltat)
-                            {
-                                *s -= lr * d;
-                            }
-                        }
-                    }
+                    self.update_target_stream(i, k, &deltat, lr);
                 }
             }
             self.hidden[i].update(input, &delta, lr);
@@ -308,6 +307,30 @@ impl SigpropF32 {
 }
 
 impl SigpropF32 {
+    /// The target stream's update of class `k` at hidden layer `i` with error `deltat`: through
+    /// `W_i` from the previous layer's target (`i > 1`) or the projected input (`to_input`), or
+    /// into the projection rows `S[k]` and `S[classes]`.
+    fn update_target_stream(&mut self, i: usize, k: usize, deltat: &[f32], lr: f32) {
+        let w = self.hidden[i].width;
+        if i > 0 {
+            let wp = self.hidden[i - 1].width;
+            let tin = self.targets[i - 1][k * wp..(k + 1) * wp].to_vec();
+            self.hidden[i].update(&tin, deltat, lr);
+        } else if let Some(c) = &self.input_projection {
+            let n = self.hidden[0].inputs;
+            self.hidden[0].update(&c[k * n..(k + 1) * n], deltat, lr);
+        } else {
+            for row in [k, self.classes] {
+                for (s, &d) in self.projection[row * w..(row + 1) * w]
+                    .iter_mut()
+                    .zip(deltat)
+                {
+                    *s -= lr * d;
+                }
+            }
+        }
+    }
+
     /// The batch-contrastive error of hidden layer `i` for a sample of class `y` with output `h`,
     /// literally over the batch entries (module docs).
     pub fn contrastive_delta(&self, i: usize, h: &[f32], y: usize) -> Vec<f32> {

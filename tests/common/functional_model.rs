@@ -8,8 +8,7 @@
 //! `sigchip_emulator::kernels::EXP2_LUT`; everything else (matrix products, activations, the
 //! softmax, errors, updates) is spelled out here in plain `i64` arithmetic.
 //!
-//! Not modelled: `targets: learned` (the target-stream updates `deltat`/`updt`/`updp`); the model
-//! refuses such programs.
+//! Learned targets (`deltat`, `updt`, `updp`) are modelled for `label_direct` and `l2`.
 
 #![allow(dead_code)]
 
@@ -216,6 +215,11 @@ pub struct Model {
     pub input_projection: Option<Matrix>,
     /// The labels of the current mini-batch, in sample order (batch-contrastive losses).
     pub batch_labels: Vec<usize>,
+    /// `targets: learned`: the target stream's error updates weights too.
+    pub targets_learned: bool,
+    /// Layer 1's projection is stored and learns, in this format.
+    pub projection_learned: bool,
+    pub projection_format: Option<QFormat>,
 }
 
 /// What one forward pass gives.
@@ -412,11 +416,6 @@ pub fn softmax_err(s: &[i64], frac: i32, label: usize, prob: QFormat) -> Vec<i32
 impl Model {
     /// The model of a compiled program, with the program's (initial or trained) weights.
     pub fn from_program(p: &Program) -> Model {
-        assert_eq!(
-            p.network.targets,
-            TargetMode::Constant,
-            "the functional model does not cover `targets: learned`"
-        );
         let classes = p.network.classes as usize;
         for l in &p.layers {
             assert_eq!(
@@ -481,6 +480,85 @@ impl Model {
                         .collect()
                 }),
             batch_labels: Vec::new(),
+            targets_learned: p.network.targets == TargetMode::Learned,
+            projection_learned: p.layers[0]
+                .projection
+                .is_some_and(|i| i.mode == ProjectionMode::Learned),
+            projection_format: p.layers[0].projection.map(|i| i.format),
+        }
+    }
+
+    /// `targets: learned`: after the data stream's updates, each hidden layer whose target stream
+    /// passes through weights that learn (layers > 1, layer 1 under `to_input` or a learned
+    /// projection) updates them from the target stream's error: per class `k` (`label_direct`,
+    /// `deltat_j = sat(f'(t^k_j) err_k h_j)`) or for the label only (`l2`,
+    /// `deltat_j = sat(f'(t^y_j) (t^y_j - h_j))`), through `W` with the class's target input
+    /// (random-bit step `512 step + 1 + k`), or into the projection rows `k` and `classes`
+    /// (steps `+ 1 + k` and `+ 300 + k`, layer key 0).
+    fn learn_targets(
+        &mut self,
+        pass: &Pass,
+        label: usize,
+        errs: &[Vec<i32>],
+        inputs: &[Option<Matrix>],
+    ) {
+        let (pf, step, seed) = (self.prob.frac as i32, self.steps, self.seed);
+        let anneal = self.anneal_every.map_or(0, |n| (step / n) as i32);
+        let err32 = QFormat::new(32, 0);
+        for i in 0..self.layers.len() {
+            let l = &self.layers[i];
+            let through_weights = i > 0 || self.input_projection.is_some();
+            if !l.keeps_targets || !(through_weights || self.projection_learned) {
+                continue;
+            }
+            let h = &pass.hs[i];
+            let (classes, deltat_frac): (Vec<usize>, i32) = match l.loss {
+                LocalLoss::LabelDirect => ((0..self.classes).collect(), pf + l.outf),
+                LocalLoss::L2 => (vec![label], l.outf),
+                other => panic!("{other} has no learned targets"),
+            };
+            let targets = l.targets.clone();
+            for k in classes {
+                let t = &targets[k];
+                let l = &self.layers[i];
+                let deltat: Vec<i64> = (0..l.width)
+                    .map(|j| {
+                        let e = match l.loss {
+                            LocalLoss::L2 => t[j] as i64 - h[j] as i64,
+                            _ => errs[i][k] as i64 * h[j] as i64,
+                        };
+                        err32.saturate(l.f_prime(t[j], e)).0 as i64
+                    })
+                    .collect();
+                let l = &mut self.layers[i];
+                if through_weights {
+                    let x = l.with_bias(&inputs[i].as_ref().expect("a target input")[k]);
+                    let shift = deltat_frac + l.inf - l.wf + l.lr_shift + anneal;
+                    let (fmt, rounding, number) = (l.weight_format, l.rounding, l.number);
+                    let key = (seed, number, step * 512 + 1 + k as u64);
+                    outer_update(&mut l.w, fmt, &x, &deltat, shift, rounding, key);
+                } else {
+                    let fmt = self.projection_format.expect("a learned projection");
+                    let (pjf, s) = self.projection.as_mut().expect("a learned projection");
+                    let shift = deltat_frac - *pjf + l.lr_shift + anneal;
+                    for (row, sub) in [(k, 1 + k as u64), (self.classes, 300 + k as u64)] {
+                        // The projection's input is one-hot: the row sees a 1. Its random bits
+                        // are keyed by layer 0 and the projection row.
+                        let mut one_row = vec![s[row].clone()];
+                        let key = (seed, 0u16, step * 512 + sub);
+                        outer_update_row(
+                            &mut one_row,
+                            fmt,
+                            row as u32,
+                            &deltat,
+                            shift,
+                            l.rounding,
+                            key,
+                        );
+                        s[row] = one_row.pop().expect("one row");
+                    }
+                }
+            }
         }
     }
 
@@ -609,6 +687,16 @@ impl Model {
                 _ => self.layers[i - 1].targets.get(label).cloned(),
             })
             .collect();
+        // The target stream's inputs of every class, for learned targets: the previous layer's
+        // targets, or the projected inputs under `to_input` (layer 1 otherwise has none).
+        let target_inputs: Vec<Option<Matrix>> = (0..self.layers.len())
+            .map(|i| match (i, &self.input_projection) {
+                (0, Some(c)) => Some(c.clone()),
+                (0, None) => None,
+                _ => Some(self.layers[i - 1].targets.clone()),
+            })
+            .collect();
+        let mut errs = Vec::new();
         // Batch-contrastive class errors need the previous layer's targets (their similarity).
         let contrastive: Vec<Option<Vec<i32>>> = (0..self.layers.len())
             .map(|i| {
@@ -651,7 +739,12 @@ impl Model {
                 _ => x.clone(),
             };
             let anneal = self.anneal_every.map_or(0, |n| (step / n) as i32);
-            learn(l, &pre, h, label, err, pf, self.prob, seed, step, anneal);
+            errs.push(learn(
+                l, &pre, h, label, err, pf, self.prob, seed, step, anneal,
+            ));
+        }
+        if self.targets_learned {
+            self.learn_targets(&pass, label, &errs, &target_inputs);
         }
         self.steps += 1;
         if self.batch > 1 && self.steps.is_multiple_of(self.batch as u64) {
@@ -674,7 +767,7 @@ fn learn(
     seed: u64,
     step: u64,
     anneal: i32,
-) {
+) -> Vec<i32> {
     // Only the softmax losses use class errors; the per-neuron ones compare with t[label].
     let err = match (l.loss, contrastive_err) {
         (_, Some(err)) => err,
@@ -736,24 +829,75 @@ fn learn(
                 g[r][c] = (g[r][c] - d * xr).clamp(-limit, limit - 1);
             }
         }
-        return;
+        return err;
     }
-    let (lo, hi) = (l.weight_format.min_raw(), l.weight_format.max_raw());
-    for (r, &xr) in xin.iter().enumerate() {
+    let (fmt, rounding, number) = (l.weight_format, l.rounding, l.number);
+    outer_update(
+        &mut l.w,
+        fmt,
+        &xin,
+        &delta,
+        shift,
+        rounding,
+        (seed, number, step * 512),
+    );
+    err
+}
+
+/// [`outer_update`] of a single row `w[0]` with input 1, its random bits keyed as row `row`.
+fn outer_update_row(
+    w: &mut Matrix,
+    fmt: QFormat,
+    row: u32,
+    delta: &[i64],
+    shift: i32,
+    rounding: Rounding,
+    key: (u64, u16, u64),
+) {
+    let (seed, layer, step) = key;
+    let (lo, hi) = (fmt.min_raw(), fmt.max_raw());
+    let rk = stochastic_row_key(seed, layer, row, step);
+    for (c, &d) in delta.iter().enumerate() {
+        if d == 0 {
+            continue;
+        }
+        let dv = match rounding {
+            Rounding::Nearest => round_shift(-d, shift),
+            Rounding::Stochastic => stochastic_shift(-d, shift, stochastic_bits(rk, c as u32)),
+        };
+        w[0][c] = (w[0][c] as i64 + dv).clamp(lo, hi) as i32;
+    }
+}
+
+/// `w[r][c] = sat(w[r][c] + round(-(delta[c] * x[r]) >> shift))` over non-zero `x[r]` and
+/// `delta[c]`, with random bits keyed by `(seed, layer, r, step)` and column `c` (`key`).
+#[allow(clippy::too_many_arguments)]
+fn outer_update(
+    w: &mut Matrix,
+    fmt: QFormat,
+    x: &[i64],
+    delta: &[i64],
+    shift: i32,
+    rounding: Rounding,
+    key: (u64, u16, u64),
+) {
+    let (seed, layer, step) = key;
+    let (lo, hi) = (fmt.min_raw(), fmt.max_raw());
+    for (r, &xr) in x.iter().enumerate() {
         if xr == 0 {
             continue;
         }
-        let key = stochastic_row_key(seed, l.number, r as u32, step * 512);
+        let key = stochastic_row_key(seed, layer, r as u32, step);
         for (c, &d) in delta.iter().enumerate() {
             if d == 0 {
                 continue;
             }
             let v = -(d * xr);
-            let dv = match l.rounding {
+            let dv = match rounding {
                 Rounding::Nearest => round_shift(v, shift),
                 Rounding::Stochastic => stochastic_shift(v, shift, stochastic_bits(key, c as u32)),
             };
-            l.w[r][c] = (l.w[r][c] as i64 + dv).clamp(lo, hi) as i32;
+            w[r][c] = (w[r][c] as i64 + dv).clamp(lo, hi) as i32;
         }
     }
 }
