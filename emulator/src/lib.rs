@@ -10,9 +10,11 @@
 //! [`report::Report`]. The emulator does not depend on the compiler; they meet in `sigchip-isa`.
 
 pub mod data;
+pub mod engine;
 pub mod kernels;
 pub mod machine;
 pub mod report;
+pub mod router;
 pub mod timing;
 pub mod train;
 

@@ -8,7 +8,9 @@
 //! this model has no link contention. Arithmetic is in [`crate::kernels`], cycles in
 //! [`crate::timing`].
 
+use crate::engine::{EngineKind, Job, PortMessage, Trace};
 use crate::kernels::{self, Activity, UpdateKey};
+use crate::router::Network;
 use crate::timing::{self, Cycles};
 use serde::Serialize;
 use sigchip_isa::instr::{DeltaMode, Pre, ScoreMode};
@@ -17,7 +19,6 @@ use sigchip_isa::{
     verify, Activation, Buf, CoreId, Endpoint, Instr, LocalLoss, Program, QFormat, Rounding,
     RouteId, VerifyError,
 };
-use std::collections::VecDeque;
 
 /// Why the emulator stopped.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,8 @@ pub struct Counters {
     pub saturations: Saturations,
     /// Cycles each core spent executing (not waiting), by core ID.
     pub busy_cycles: Vec<Cycles>,
+    /// Cycles each core waited for a message or for a route to be free, by core ID.
+    pub wait_cycles: Vec<Cycles>,
     /// Non-zero neuron outputs of the data stream, by layer (layer 1 first).
     pub active_outputs: Vec<u64>,
     /// Neuron outputs of the data stream, by layer.
@@ -165,12 +168,6 @@ struct Core {
     gram: Vec<i64>,
     gram_in: Vec<i64>,
     gram_part: Vec<i64>,
-    clock: Cycles,
-}
-
-struct Message {
-    arrival: Cycles,
-    values: Vec<i64>,
 }
 
 /// What one run of phases produced.
@@ -191,7 +188,12 @@ pub struct Machine {
     layers: Vec<LayerRt>,
     cores: Vec<Core>,
     hops: Vec<u32>,
-    mailboxes: Vec<VecDeque<Message>>,
+    pub(crate) network: Network,
+    /// The engine that steps the chip.
+    pub engine: EngineKind,
+    /// When set, runs record a [`Trace`] (kept in `last_trace`).
+    pub tracing: bool,
+    pub last_trace: Option<Trace>,
     pub counters: Counters,
     /// Counts updates, so every update of a synapse draws fresh random bits.
     update_step: u64,
@@ -301,14 +303,14 @@ impl Machine {
                     gram: vec![0; buffer_len(&program, c, Buf::Gram)],
                     gram_in: vec![0; buffer_len(&program, c, Buf::GramIn)],
                     gram_part: vec![0; buffer_len(&program, c, Buf::GramPart)],
-                    clock: 0,
                 }
             })
             .collect();
         let hops = program.routes.iter().map(|r| program.hops(r)).collect();
-        let mailboxes = program.routes.iter().map(|_| VecDeque::new()).collect();
+        let network = Network::new(&program);
         let counters = Counters {
             busy_cycles: vec![0; program.cores.len()],
+            wait_cycles: vec![0; program.cores.len()],
             active_outputs: vec![0; program.layers.len()],
             outputs: vec![0; program.layers.len()],
             ..Default::default()
@@ -318,7 +320,10 @@ impl Machine {
             layers,
             cores,
             hops,
-            mailboxes,
+            network,
+            engine: EngineKind::Event,
+            tracing: false,
+            last_trace: None,
             counters,
             update_step: 0,
             batch_labels: Vec::new(),
@@ -371,165 +376,156 @@ impl Machine {
         input: Option<&[i32]>,
         label: Option<usize>,
     ) -> Result<RunResult, EmuError> {
-        let costs = self.program.chip.costs;
+        let step = self.update_step;
+        let jobs: Vec<Job> = phases
+            .iter()
+            .map(|&phase| Job {
+                phase,
+                step,
+                sample: 0,
+            })
+            .collect();
+        let mut messages = Some(self.port_messages(phases, input, label, 0));
+        let mut feed = |s: u32, out: &mut Vec<PortMessage>| match (s, messages.take()) {
+            (0, Some(m)) => {
+                out.extend(m);
+                true
+            }
+            _ => false,
+        };
+        let ex = self.execute(&jobs, start, &mut feed)?;
+        let o = ex.outputs.into_iter().next().unwrap_or_default();
         let classes = self.program.network.classes as usize;
-        let mut output = vec![0i64; classes];
-        let mut output_at = None;
-        for c in &mut self.cores {
-            c.clock = start;
-        }
-        let mut port = start;
-        // The input port sends, in order: the projected class targets (`to_input`, targets
-        // phase), the sample's slices (forward phase), the label (when learning).
-        let mut messages: Vec<(usize, Vec<i64>)> = Vec::new();
+        let output = if o.output.is_empty() {
+            vec![0; classes]
+        } else {
+            o.output
+        };
+        Ok(RunResult {
+            end: ex.end.max(o.at.unwrap_or(0)),
+            output_at: o.at,
+            prediction: o.at.map(|_| argmax(&output)),
+            output,
+        })
+    }
+
+    /// What the input port sends for one sample running `phases`, in order: the projected class
+    /// targets (`to_input`, targets phase, class by class), the batch's labels (batch phase),
+    /// the sample's slices (forward phase) and the label (learn phase), route by route.
+    pub fn port_messages(
+        &self,
+        phases: &[Phase],
+        input: Option<&[i32]>,
+        label: Option<usize>,
+        sample: u32,
+    ) -> Vec<PortMessage> {
+        let classes = self.program.network.classes as usize;
+        let mut out = Vec::new();
         let slice = |r: &sigchip_isa::Route, x: &[i32]| -> Vec<i64> {
             x[r.src_start as usize..(r.src_start + r.len) as usize]
                 .iter()
                 .map(|&v| v as i64)
                 .collect()
         };
+        let mut push = |route: RouteId, values: Vec<i64>| {
+            out.push(PortMessage {
+                route,
+                values,
+                sample,
+            })
+        };
         if phases.contains(&Phase::Targets) && self.program.projects_to_input() {
             for k in 0..classes as u32 {
                 let projected = self.program.input_projection(k);
-                for (i, r) in self.program.routes.iter().enumerate() {
+                for r in &self.program.routes {
                     if r.src == Endpoint::Input && r.src_buf == Buf::In {
-                        messages.push((i, slice(r, &projected)));
+                        push(r.id, slice(r, &projected));
                     }
                 }
             }
         }
-        for (i, r) in self.program.routes.iter().enumerate() {
+        for r in &self.program.routes {
+            if r.src == Endpoint::Input && r.src_buf == Buf::Batch && phases.contains(&Phase::Batch)
+            {
+                let mut v = self.batch_labels.clone();
+                v.resize(r.len as usize, EMPTY_SLOT);
+                push(r.id, v);
+            }
+        }
+        for r in &self.program.routes {
             match (r.src, r.src_buf, input, label) {
                 (Endpoint::Input, Buf::In, Some(x), _) if phases.contains(&Phase::Forward) => {
-                    messages.push((i, slice(r, x)))
+                    push(r.id, slice(r, x))
                 }
                 (Endpoint::Input, Buf::Label, _, Some(y)) if phases.contains(&Phase::Learn) => {
-                    messages.push((i, vec![y as i64]))
-                }
-                (Endpoint::Input, Buf::Batch, _, _) if phases.contains(&Phase::Batch) => {
-                    let mut v = self.batch_labels.clone();
-                    v.resize(r.len as usize, EMPTY_SLOT);
-                    messages.push((i, v))
+                    push(r.id, vec![y as i64])
                 }
                 _ => {}
             }
         }
-        for (i, values) in messages {
-            let n = timing::packets(&values);
-            port += costs.send_packet as u64 * n;
-            self.counters.packets += n;
-            self.counters.packet_hops += n * self.hops[i] as u64;
-            let arrival = port + timing::message_latency(self.hops[i], &costs);
-            self.mailboxes[i].push_back(Message { arrival, values });
-        }
-
-        let n = self.cores.len();
-        let mut pc = vec![(0usize, 0usize); n]; // (phase index, instruction index)
-        loop {
-            let mut progressed = false;
-            let mut done = 0;
-            for (ci, pc) in pc.iter_mut().enumerate() {
-                loop {
-                    let (ph, i) = *pc;
-                    if ph == phases.len() {
-                        done += 1;
-                        break;
-                    }
-                    let stream = stream_of(&self.program, ci, phases[ph]);
-                    if i >= stream.len() {
-                        *pc = (ph + 1, 0);
-                        continue;
-                    }
-                    let instr = stream[i];
-                    match self.exec(ci, instr, phases[ph], &mut output, &mut output_at)? {
-                        Step::Next => pc.1 += 1,
-                        Step::Halt => *pc = (ph + 1, 0),
-                        Step::Blocked => break,
-                    }
-                    progressed = true;
-                }
-            }
-            if done == n {
-                break;
-            }
-            if !progressed {
-                let waiting = (0..n)
-                    .filter(|&ci| pc[ci].0 < phases.len())
-                    .filter_map(|ci| {
-                        match stream_of(&self.program, ci, phases[pc[ci].0]).get(pc[ci].1) {
-                            Some(Instr::Recv { route }) => Some((CoreId(ci as u16), *route)),
-                            _ => None,
-                        }
-                    })
-                    .collect();
-                return Err(EmuError::Deadlock {
-                    phase: format!("{phases:?}"),
-                    cycle: self.cores.iter().map(|c| c.clock).max().unwrap_or(start),
-                    waiting,
-                });
-            }
-        }
-        let end = self
-            .cores
-            .iter()
-            .map(|c| c.clock)
-            .max()
-            .unwrap_or(start)
-            .max(output_at.unwrap_or(0));
-        let prediction = output_at.map(|_| argmax(&output));
-        Ok(RunResult {
-            end,
-            output_at,
-            output,
-            prediction,
-        })
+        out
     }
 
-    fn exec(
+    pub(crate) fn core_count(&self) -> usize {
+        self.cores.len()
+    }
+
+    pub(crate) fn hops_of(&self, route: RouteId) -> u32 {
+        self.hops[route.index()]
+    }
+
+    pub(crate) fn stream(&self, ci: usize, phase: Phase) -> &[Instr] {
+        stream_of(&self.program, ci, phase)
+    }
+
+    /// The values a `send` on `route` reads from core `ci`, with the SRAM read counted.
+    pub(crate) fn send_values(&mut self, ci: usize, route: RouteId) -> Vec<i64> {
+        let r = &self.program.routes[route.index()];
+        let values = read_buf(
+            &self.cores[ci],
+            r.src_buf,
+            r.src_start as usize,
+            r.len as usize,
+        );
+        self.counters.sram_bits_read += timing::packets(&values) * ERROR_BITS;
+        values
+    }
+
+    /// A `recv` of `values` on `route` into core `ci`; returns its cycles.
+    pub(crate) fn recv_message(&mut self, ci: usize, route: RouteId, values: &[i64]) -> Cycles {
+        let r = &self.program.routes[route.index()];
+        let packets = timing::packets(values);
+        write_buf(&mut self.cores[ci], r.dst_buf, r.dst_start as usize, values);
+        self.counters.sram_bits_written += packets * ERROR_BITS;
+        timing::instr_cycles(
+            &Instr::Recv { route },
+            &Activity::default(),
+            packets,
+            &self.program.chip.costs,
+        )
+    }
+
+    /// Executes one instruction other than `send` and `recv` (the engine moves messages) on
+    /// core `ci` in a job of `phase` whose updates use random-bit step `step`. Returns its cycles
+    /// and whether it ends the stream.
+    pub(crate) fn exec(
         &mut self,
         ci: usize,
         instr: Instr,
         phase: Phase,
-        output: &mut [i64],
-        output_at: &mut Option<Cycles>,
-    ) -> Result<Step, EmuError> {
+        step: u64,
+    ) -> Result<(Cycles, bool), EmuError> {
         let costs = self.program.chip.costs;
         let classes = self.program.network.classes as usize;
         let core = &mut self.cores[ci];
         let layer = &self.layers[core.layer];
         let mut a = Activity::default();
-        let mut packets = 0;
-        let mut step = Step::Next;
+        let mut halt = false;
         match instr {
             Instr::Nop {} | Instr::Sync {} | Instr::LdRem { .. } | Instr::MvmT { .. } => {}
-            Instr::Halt {} => step = Step::Halt,
-            Instr::Recv { route } => {
-                let Some(msg) = self.mailboxes[route.index()].pop_front() else {
-                    return Ok(Step::Blocked);
-                };
-                let r = &self.program.routes[route.index()];
-                packets = timing::packets(&msg.values);
-                core.clock = core.clock.max(msg.arrival);
-                write_buf(core, r.dst_buf, r.dst_start as usize, &msg.values);
-                self.counters.sram_bits_written += packets * ERROR_BITS;
-            }
-            Instr::Send { route } => {
-                let r = &self.program.routes[route.index()];
-                let values = read_buf(core, r.src_buf, r.src_start as usize, r.len as usize);
-                packets = timing::packets(&values);
-                self.counters.packets += packets;
-                self.counters.packet_hops += packets * self.hops[route.index()] as u64;
-                self.counters.sram_bits_read += packets * ERROR_BITS;
-                let t = timing::instr_cycles(&instr, &a, packets, &costs);
-                let arrival =
-                    core.clock + t + timing::message_latency(self.hops[route.index()], &costs);
-                if r.dst == Endpoint::Output {
-                    let at = r.dst_start as usize;
-                    output[at..at + values.len()].copy_from_slice(&values);
-                    *output_at = Some(output_at.map_or(arrival, |o: Cycles| o.max(arrival)));
-                } else {
-                    self.mailboxes[route.index()].push_back(Message { arrival, values });
-                }
+            Instr::Halt {} => halt = true,
+            Instr::Recv { .. } | Instr::Send { .. } => {
+                unreachable!("the engine moves messages")
             }
             Instr::Mvm { .. } => {
                 a = kernels::mvm(&core.w, core.cols, &core.inb, &mut core.acc, layer.acc_fmt);
@@ -717,14 +713,14 @@ impl Machine {
                 let batch = self.program.network.batch;
                 let shift = layer.delta_frac + layer.in_frac - layer.weight_fmt.frac as i32
                     + layer.lr
-                    + self.program.network.lr_anneal(self.update_step)
+                    + self.program.network.lr_anneal(step)
                     + batch.trailing_zeros() as i32;
                 let key = UpdateKey {
                     seed: self.program.network.seed,
                     layer: layer.index,
                     row_start: core.row_start,
                     col_start: core.col_start,
-                    step: self.update_step * 512 + 511,
+                    step: step * 512 + 511,
                 };
                 a = kernels::apply(
                     &mut core.w,
@@ -762,13 +758,13 @@ impl Machine {
                 };
                 let shift = frac + layer.in_frac - layer.weight_fmt.frac as i32
                     + layer.lr
-                    + self.program.network.lr_anneal(self.update_step);
+                    + self.program.network.lr_anneal(step);
                 let key = UpdateKey {
                     seed: self.program.network.seed,
                     layer: layer.index,
                     row_start: core.row_start,
                     col_start: core.col_start,
-                    step: self.update_step * 512 + sub,
+                    step: step * 512 + sub,
                 };
                 a = kernels::update(
                     &mut core.w,
@@ -794,7 +790,7 @@ impl Machine {
                 // The target stream's input is one-hot: row `class` and the bias row see a 1.
                 let shift = layer.deltat_frac - fmt.frac as i32
                     + layer.lr
-                    + self.program.network.lr_anneal(self.update_step);
+                    + self.program.network.lr_anneal(step);
                 let k = class.resolve(core.label);
                 for (row, sub) in [(k, 1 + k as u64), (classes, 300 + k as u64)] {
                     let key = UpdateKey {
@@ -802,7 +798,7 @@ impl Machine {
                         layer: 0,
                         row_start: row as u32,
                         col_start: core.col_start,
-                        step: self.update_step * 512 + sub,
+                        step: step * 512 + sub,
                     };
                     let r = &mut s[row * core.cols..(row + 1) * core.cols];
                     let u = kernels::update(
@@ -822,23 +818,13 @@ impl Machine {
                 self.counters.weight_updates += a.synapses;
             }
         }
-        let t = timing::instr_cycles(&instr, &a, packets, &costs);
-        core.clock += t;
-        self.counters.busy_cycles[ci] += t;
-        self.counters.instructions += 1;
-        Ok(step)
+        Ok((timing::instr_cycles(&instr, &a, 0, &costs), halt))
     }
 
     /// Marks the end of one training sample's updates (the next ones draw new random bits).
     pub fn next_update_step(&mut self) {
         self.update_step += 1;
     }
-}
-
-enum Step {
-    Next,
-    Halt,
-    Blocked,
 }
 
 fn stream_of(p: &Program, ci: usize, phase: Phase) -> &[Instr] {
@@ -932,6 +918,7 @@ impl Counters {
             sram_bits_written: self.sram_bits_written - earlier.sram_bits_written,
             saturations: self.saturations.since(&earlier.saturations),
             busy_cycles: sub(&self.busy_cycles, &earlier.busy_cycles),
+            wait_cycles: sub(&self.wait_cycles, &earlier.wait_cycles),
             active_outputs: sub(&self.active_outputs, &earlier.active_outputs),
             outputs: sub(&self.outputs, &earlier.outputs),
         }
@@ -949,6 +936,7 @@ impl Counters {
         self.sram_bits_written += o.sram_bits_written;
         self.saturations.add(&o.saturations);
         add(&mut self.busy_cycles, &o.busy_cycles);
+        add(&mut self.wait_cycles, &o.wait_cycles);
         add(&mut self.active_outputs, &o.active_outputs);
         add(&mut self.outputs, &o.outputs);
     }

@@ -24,7 +24,28 @@ pub struct ChipDescription {
     /// Core clock in MHz; only used to turn cycles into seconds in reports.
     pub clock_mhz: f64,
     pub costs: Costs,
+    pub router: Router,
     pub energy: EnergyTable,
+}
+
+/// The on-chip network: dimension-ordered routing (x, then y), one router per core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Router {
+    /// Packets a link carries per cycle (its latency is `costs.hop`).
+    pub link_bandwidth: u32,
+    /// Packets each router input buffer holds (credit flow control: a link forwards only while
+    /// the buffer at its far end has room).
+    pub buffer_depth: u32,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Router {
+            link_bandwidth: 1,
+            buffer_depth: 4,
+        }
+    }
 }
 
 /// The core grid; cores are addressed by (x, y), x growing east (the forward direction).
@@ -144,6 +165,7 @@ impl Default for ChipDescription {
             memory: Memory::default(),
             clock_mhz: 200.0,
             costs: Costs::default(),
+            router: Router::default(),
             energy: EnergyTable::default(),
         }
     }
@@ -385,6 +407,17 @@ impl ChipDescription {
                 "memory.instruction_words",
                 "is 0, a core needs at least one instruction".into(),
             );
+        }
+        if self.costs.hop == 0 {
+            bad("costs.hop", "is 0, a link takes at least one cycle".into());
+        }
+        for (field, v) in [
+            ("router.link_bandwidth", self.router.link_bandwidth),
+            ("router.buffer_depth", self.router.buffer_depth),
+        ] {
+            if v == 0 {
+                bad(field, "is 0, must be at least 1 packet".into());
+            }
         }
         if self.costs.neuron_lanes == 0 {
             bad(

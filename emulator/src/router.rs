@@ -1,0 +1,342 @@
+//! The on-chip network: one router per core plus the two ports, dimension-ordered routes, links
+//! of a fixed bandwidth and latency, and input buffers of a fixed depth with credit flow control.
+//!
+//! A message is a train of packets (its non-zero values plus a tail). Each router has five input
+//! buffers (local injection, and one per neighbour) and five outputs (local ejection, and one per
+//! neighbour). Every cycle, every output forwards up to `link_bandwidth` packets, oldest first
+//! (by injection cycle, then injection order), taken from the heads of the input buffers whose
+//! head is ready and routed to it, and only while the buffer at the far end of the link has room
+//! (`buffer_depth` packets, counting those still on the link). A forwarded packet is ready at the
+//! next router `hop` cycles later. Ejection and injection buffers are unbounded (the interfaces
+//! write into and read from core memory). Decisions of a cycle use the buffer state at the start
+//! of the cycle, so a slot freed in cycle `n` can be taken in cycle `n + 1`.
+//!
+//! Both engines step this one model; see docs/timing-model.md, "Router".
+
+use crate::timing::Cycles;
+use serde::Serialize;
+use sigchip_isa::Program;
+use std::collections::{BTreeSet, VecDeque};
+
+/// Input and output directions of a router.
+const LOCAL: usize = 0;
+const DIRS: usize = 5;
+const DIR_NAMES: [&str; DIRS] = ["local", "west", "east", "north", "south"];
+
+/// One packet in the network.
+#[derive(Clone, Copy, Debug)]
+struct Packet {
+    /// The message (an engine-assigned ID) and whether this packet is its tail.
+    msg: u32,
+    last: bool,
+    route: u16,
+    /// Index into the route's path of the router this packet is at.
+    at: u16,
+    /// The first cycle it may leave the buffer it is in.
+    ready: Cycles,
+    /// Arbitration key: injection cycle, then global injection order.
+    birth: Cycles,
+    seq: u64,
+}
+
+/// A decided move of one step: (input buffer, the buffer it enters or `None` to eject, link).
+type Move = (usize, Option<(usize, usize)>, usize);
+
+/// Load and stalls of one link (a router output), over a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LinkStats {
+    /// `(x, y)` of the router the link leaves (`x = -1`: the input port's; `x = width`: the
+    /// output port's), and the direction it leaves by.
+    pub from: (i32, i32),
+    pub dir: &'static str,
+    /// Packets that crossed the link.
+    pub packets: u64,
+    /// Packet-cycles a ready packet waited for the link because others took it (contention).
+    pub stall_contention: u64,
+    /// Packet-cycles a ready packet waited for room in the buffer at the far end (backpressure).
+    pub stall_backpressure: u64,
+}
+
+/// A message whose tail left the network at its destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub msg: u32,
+    pub route: u16,
+    /// The cycle its tail was ejected; the destination can use it from the next cycle on.
+    pub cycle: Cycles,
+}
+
+/// The network of one program.
+pub struct Network {
+    width: i32,
+    height: i32,
+    hop: Cycles,
+    bandwidth: u32,
+    depth: u32,
+    /// Per route: the router index of every position it passes, source first.
+    paths: Vec<Vec<usize>>,
+    /// Per (router, input direction).
+    queues: Vec<VecDeque<Packet>>,
+    /// Per (router, input direction): queued packets plus packets on the link towards it.
+    occupancy: Vec<u32>,
+    /// Routers with a non-empty input buffer.
+    active: BTreeSet<usize>,
+    packets: u64,
+    seq: u64,
+    /// Per (router, output direction).
+    stats: Vec<LinkStats>,
+    /// Per (router, input direction): the largest occupancy seen.
+    pub max_occupancy: Vec<u32>,
+    /// When set, every change of a buffer's occupancy: (cycle, router, input direction, new
+    /// occupancy), for waveforms.
+    pub trace: Option<Vec<(Cycles, usize, usize, u32)>>,
+    /// The earliest ready cycle of any buffer head, when known (cleared by every change).
+    next_ready: std::cell::Cell<Option<Option<Cycles>>>,
+    /// Scratch space of [`Network::step`].
+    moves: Vec<Move>,
+}
+
+impl Network {
+    pub fn new(p: &Program) -> Network {
+        let (width, height) = (p.chip.grid.width as i32, p.chip.grid.height as i32);
+        let routers = ((width + 2) * height) as usize;
+        let index = |(x, y): (i32, i32)| ((x + 1) + (width + 2) * y) as usize;
+        let paths = p
+            .routes
+            .iter()
+            .map(|r| p.path(r).into_iter().map(index).collect())
+            .collect();
+        let stats = (0..routers * DIRS)
+            .map(|i| {
+                let r = (i / DIRS) as i32;
+                LinkStats {
+                    from: (r % (width + 2) - 1, r / (width + 2)),
+                    dir: DIR_NAMES[i % DIRS],
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Network {
+            width,
+            height,
+            hop: p.chip.costs.hop as Cycles,
+            bandwidth: p.chip.router.link_bandwidth.max(1),
+            depth: p.chip.router.buffer_depth.max(1),
+            paths,
+            queues: vec![VecDeque::new(); routers * DIRS],
+            occupancy: vec![0; routers * DIRS],
+            active: BTreeSet::new(),
+            packets: 0,
+            seq: 0,
+            stats,
+            max_occupancy: vec![0; routers * DIRS],
+            trace: None,
+            next_ready: std::cell::Cell::new(Some(None)),
+            moves: Vec::new(),
+        }
+    }
+
+    /// Whether any packet is in the network.
+    pub fn is_empty(&self) -> bool {
+        self.packets == 0
+    }
+
+    /// Packets in the network.
+    pub fn len(&self) -> u64 {
+        self.packets
+    }
+
+    /// Puts a message of `packets` packets on `route`: packet `k` (from 0) is ready at the
+    /// source's router at `first + k * spacing`.
+    pub fn inject(&mut self, route: u16, msg: u32, packets: u64, first: Cycles, spacing: Cycles) {
+        let src = self.paths[route as usize][0];
+        let q = src * DIRS + LOCAL;
+        for k in 0..packets {
+            let ready = first + k * spacing;
+            self.queues[q].push_back(Packet {
+                msg,
+                last: k + 1 == packets,
+                route,
+                at: 0,
+                ready,
+                birth: ready,
+                seq: self.seq,
+            });
+            self.seq += 1;
+        }
+        self.packets += packets;
+        self.next_ready.set(None);
+        self.occupancy[q] += packets as u32;
+        self.note(q, first);
+        self.active.insert(src);
+    }
+
+    /// The next cycle at or after `now` at which stepping can change anything (`None` when the
+    /// network is empty): a buffer head becomes ready.
+    pub fn next_event(&self, now: Cycles) -> Option<Cycles> {
+        let next = match self.next_ready.get() {
+            Some(n) => n,
+            None => {
+                let n = self
+                    .active
+                    .iter()
+                    .flat_map(|&r| (0..DIRS).filter_map(move |d| self.queues[r * DIRS + d].front()))
+                    .map(|p| p.ready)
+                    .min();
+                self.next_ready.set(Some(n));
+                n
+            }
+        };
+        next.map(|n| n.max(now))
+    }
+
+    /// The output direction a packet at path position `at` of `route` leaves by, and the
+    /// (router, input direction) it enters (`None` when it ejects here).
+    fn next_hop(&self, route: u16, at: u16) -> (usize, Option<(usize, usize)>) {
+        let path = &self.paths[route as usize];
+        let here = path[at as usize];
+        let Some(&next) = path.get(at as usize + 1) else {
+            return (LOCAL, None);
+        };
+        let w = (self.width + 2) as usize;
+        // West 1, east 2, north 3, south 4: the output towards the neighbour and the input
+        // the neighbour receives it on (the opposite side).
+        let (out, inp) = if next == here + 1 {
+            (2, 1)
+        } else if next + 1 == here {
+            (1, 2)
+        } else if next == here + w {
+            (4, 3)
+        } else {
+            debug_assert_eq!(next + w, here, "dimension-ordered paths move one router");
+            (3, 4)
+        };
+        (out, Some((next, inp)))
+    }
+
+    /// One cycle of every router. Returns the messages whose tails were ejected.
+    pub fn step(&mut self, now: Cycles) -> Vec<Delivery> {
+        // Decide on the state at the start of the cycle, then move.
+        if self.next_event(now).is_none_or(|n| n > now) {
+            return Vec::new();
+        }
+        self.next_ready.set(None);
+        let mut moves = std::mem::take(&mut self.moves);
+        moves.clear();
+        for &r in &self.active {
+            // Ready heads of this router's buffers, by the output they want (at most one head
+            // per input buffer, so at most five per output).
+            let mut heads = [(0usize, 0u64, 0u64, 0usize); DIRS];
+            let mut n = 0;
+            for d in 0..DIRS {
+                let q = r * DIRS + d;
+                if let Some(p) = self.queues[q].front() {
+                    if p.ready <= now {
+                        let (out, _) = self.next_hop(p.route, p.at);
+                        heads[n] = (out, p.birth, p.seq, q);
+                        n += 1;
+                    }
+                }
+            }
+            // By output, oldest first.
+            let heads = &mut heads[..n];
+            heads.sort_unstable();
+            let mut i = 0;
+            while i < heads.len() {
+                let out = heads[i].0;
+                let link = r * DIRS + out;
+                let mut sent = 0u32;
+                while i < heads.len() && heads[i].0 == out {
+                    let q = heads[i].3;
+                    i += 1;
+                    let p = self.queues[q][0];
+                    let (_, to) = self.next_hop(p.route, p.at);
+                    if sent == self.bandwidth {
+                        self.stats[link].stall_contention += 1;
+                        continue;
+                    }
+                    if let Some((nr, nd)) = to {
+                        // One upstream link feeds each buffer, so this output is the only one
+                        // filling it this cycle.
+                        if self.occupancy[nr * DIRS + nd] + sent >= self.depth {
+                            self.stats[link].stall_backpressure += 1;
+                            continue;
+                        }
+                    }
+                    sent += 1;
+                    moves.push((q, to, link));
+                }
+            }
+        }
+        let mut delivered = Vec::new();
+        for &(q, to, link) in &moves {
+            let mut p = self.queues[q].pop_front().expect("a decided head");
+            self.occupancy[q] -= 1;
+            self.note(q, now);
+            if self.queues[q].is_empty()
+                && (0..DIRS).all(|d| self.queues[q / DIRS * DIRS + d].is_empty())
+            {
+                self.active.remove(&(q / DIRS));
+            }
+            self.stats[link].packets += 1;
+            match to {
+                Some((nr, nd)) => {
+                    p.at += 1;
+                    p.ready = now + self.hop;
+                    let nq = nr * DIRS + nd;
+                    self.queues[nq].push_back(p);
+                    self.occupancy[nq] += 1;
+                    self.note(nq, now);
+                    self.active.insert(nr);
+                }
+                None => {
+                    self.packets -= 1;
+                    if p.last {
+                        delivered.push(Delivery {
+                            msg: p.msg,
+                            route: p.route,
+                            cycle: now,
+                        });
+                    }
+                }
+            }
+        }
+        self.moves = moves;
+        delivered
+    }
+
+    fn note(&mut self, q: usize, now: Cycles) {
+        let o = self.occupancy[q];
+        if o > self.max_occupancy[q] {
+            self.max_occupancy[q] = o;
+        }
+        if let Some(t) = &mut self.trace {
+            t.push((now, q / DIRS, q % DIRS, o));
+        }
+    }
+
+    /// Statistics of every link that carried a packet or stalled one.
+    pub fn link_stats(&self) -> Vec<LinkStats> {
+        self.stats
+            .iter()
+            .filter(|s| s.packets > 0 || s.stall_contention > 0 || s.stall_backpressure > 0)
+            .cloned()
+            .collect()
+    }
+
+    /// Grid position of a router index (`x = -1` and `x = width` are the ports).
+    pub fn position(&self, router: usize) -> (i32, i32) {
+        let w = self.width + 2;
+        (router as i32 % w - 1, router as i32 / w)
+    }
+
+    /// Number of routers, ports included.
+    pub fn routers(&self) -> usize {
+        ((self.width + 2) * self.height) as usize
+    }
+
+    /// Name of an input direction.
+    pub fn dir_name(d: usize) -> &'static str {
+        DIR_NAMES[d]
+    }
+}
