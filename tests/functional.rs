@@ -11,6 +11,7 @@ use common::functional_model::{self as fm, Matrix, Model};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use sigchip::compiler::{compile, LayerDesc, LearningDesc, LossKind, NetworkDesc};
+use sigchip::emulator::engine::{EngineKind, Trace};
 use sigchip::emulator::{Machine, Phase, RunResult};
 use sigchip::isa::chip::{BitWidths, Crossbar, Grid};
 use sigchip::isa::rng::mix64;
@@ -177,6 +178,8 @@ const WHOLE: u32 = 64;
 struct Emu {
     m: Machine,
     steps: u64,
+    /// The trace of every run, when the machine traces.
+    traces: Vec<Trace>,
 }
 
 impl Emu {
@@ -184,7 +187,20 @@ impl Emu {
         Emu {
             m: Machine::new(program).expect("the compiler's program verifies"),
             steps: 0,
+            traces: Vec::new(),
         }
+    }
+
+    /// Keeps the last run's trace.
+    fn record(&mut self) {
+        if let Some(t) = self.m.last_trace.take() {
+            self.traces.push(t);
+        }
+    }
+
+    fn begin_batch(&mut self, labels: &[usize]) {
+        self.m.begin_batch(labels).expect("batch phase runs");
+        self.record();
     }
 
     fn refresh_targets(&mut self) {
@@ -192,6 +208,7 @@ impl Emu {
             self.m
                 .run(&[Phase::Targets], 0, None, None)
                 .expect("targets phase runs");
+            self.record();
         }
     }
 
@@ -207,6 +224,7 @@ impl Emu {
             .m
             .run(&[Phase::Forward, Phase::Learn], 0, Some(x), Some(label))
             .expect("training sample runs");
+        self.record();
         self.m.next_update_step();
         self.steps += 1;
         if self.m.program().network.batch > 1
@@ -224,12 +242,16 @@ impl Emu {
         self.m
             .run(&[Phase::Apply], 0, None, None)
             .expect("apply phase runs");
+        self.record();
     }
 
     fn infer(&mut self, x: &[i32]) -> RunResult {
-        self.m
+        let r = self
+            .m
             .run(&[Phase::Forward], 0, Some(x), None)
-            .expect("inference runs")
+            .expect("inference runs");
+        self.record();
+        r
     }
 
     fn weights(&self) -> Vec<Matrix> {
@@ -465,7 +487,7 @@ fn check_against_model(program: Program, c: &Case) -> Result<(), TestCaseError> 
     for (i, (x, label)) in c.train.iter().enumerate() {
         if let Some(labels) = batch_starting_at(c, i) {
             model.begin_batch(&labels);
-            emu.m.begin_batch(&labels).expect("batch phase runs");
+            emu.begin_batch(&labels);
         }
         let pass = model.train_sample(x, *label);
         let res = emu.train_sample(x, *label);
@@ -537,8 +559,8 @@ proptest! {
         let (mut a, mut b) = (Emu::new(tiled), Emu::new(whole));
         for (i, (x, label)) in c.train.iter().enumerate() {
             if let Some(labels) = batch_starting_at(&c, i) {
-                a.m.begin_batch(&labels).expect("batch phase runs");
-                b.m.begin_batch(&labels).expect("batch phase runs");
+                a.begin_batch(&labels);
+                b.begin_batch(&labels);
             }
             let (ra, rb) = (a.train_sample(x, *label), b.train_sample(x, *label));
             prop_assert_eq!(&ra.output, &rb.output, "sample {} (tiled left, whole right)", i);
@@ -636,5 +658,98 @@ fn model_softmax_tracks_the_float_softmax() {
                 z[k] / total
             );
         }
+    }
+}
+
+/// Random cycle costs and network parameters, so that links contend, buffers fill and
+/// instructions take zero cycles.
+fn timing_params() -> impl Strategy<Value = (sigchip::isa::chip::Costs, sigchip::isa::chip::Router)>
+{
+    (
+        (0u32..=2, 1u32..=3, 1u32..=3, 1u32..=16, 0u32..=4, 0u32..=2),
+        (1u32..=2, 0u32..=2, 1u32..=3, 0u32..=2),
+        (1u32..=2, 1u32..=4),
+    )
+        .prop_map(
+            |(
+                (issue, mvm_row, update_row, neuron_lanes, softmax_class, select_entry),
+                (send_packet, recv_packet, hop, sync),
+                (link_bandwidth, buffer_depth),
+            )| {
+                (
+                    sigchip::isa::chip::Costs {
+                        issue,
+                        mvm_row,
+                        update_row,
+                        neuron_lanes,
+                        softmax_class,
+                        select_entry,
+                        send_packet,
+                        recv_packet,
+                        hop,
+                        sync,
+                    },
+                    sigchip::isa::chip::Router {
+                        link_bandwidth,
+                        buffer_depth,
+                    },
+                )
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(config(24))]
+
+    /// The tick engine (every cycle, every core and router) and the event engine agree on the
+    /// issue cycle and charged activity of every instruction, the arrival of every message, the
+    /// outputs, every counter and every weight, on random networks, tilings, cycle costs and
+    /// network parameters.
+    #[test]
+    fn tick_and_event_engines_agree(c in case(side(24), side(24)), (costs, router) in timing_params()) {
+        let mut program = program_for(&c.net, c.rows, c.cols);
+        program.chip.costs = costs;
+        program.chip.router = router;
+        let (mut a, mut b) = (Emu::new(program.clone()), Emu::new(program));
+        a.m.engine = EngineKind::Tick;
+        b.m.engine = EngineKind::Event;
+        a.m.tracing = true;
+        b.m.tracing = true;
+        let mut results = Vec::new();
+        for (i, (x, label)) in c.train.iter().enumerate() {
+            if let Some(labels) = batch_starting_at(&c, i) {
+                a.begin_batch(&labels);
+                b.begin_batch(&labels);
+            }
+            results.push((a.train_sample(x, *label), b.train_sample(x, *label)));
+        }
+        a.refresh_targets();
+        b.refresh_targets();
+        for x in &c.probes {
+            results.push((a.infer(x), b.infer(x)));
+        }
+        for (i, (ra, rb)) in results.iter().enumerate() {
+            prop_assert_eq!(
+                (ra.end, ra.output_at, &ra.output),
+                (rb.end, rb.output_at, &rb.output),
+                "run {} (tick left, event right)", i
+            );
+        }
+        prop_assert_eq!(a.traces.len(), b.traces.len());
+        for (i, (ta, tb)) in a.traces.iter().zip(&b.traces).enumerate() {
+            let first = ta.instrs.iter().zip(&tb.instrs).position(|(x, y)| x != y);
+            prop_assert!(
+                first.is_none() && ta.instrs.len() == tb.instrs.len(),
+                "run {}: instruction {:?} differs: tick {:?}, event {:?}",
+                i, first, first.map(|f| ta.instrs[f]), first.map(|f| tb.instrs[f])
+            );
+            prop_assert_eq!(&ta.messages, &tb.messages, "run {}: messages", i);
+        }
+        prop_assert_eq!(&a.m.counters, &b.m.counters);
+        prop_assert_eq!(a.m.link_stats(), b.m.link_stats());
+        if let Some(d) = weight_diff(&a.weights(), &b.weights(), ("tick", "event")) {
+            return Err(TestCaseError::fail(d));
+        }
+        prop_assert!(a.traces.iter().map(|t| t.instrs.len()).sum::<usize>() > 0);
     }
 }

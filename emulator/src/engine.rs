@@ -20,6 +20,7 @@
 //! - A core's jobs (phase streams, one after the other) run back to back; an empty stream takes
 //!   no time.
 
+use crate::kernels::Activity;
 use crate::machine::{EmuError, Machine, Phase};
 use crate::router::Delivery;
 use crate::timing::{self, Cycles};
@@ -101,6 +102,8 @@ pub struct TraceInstr {
     pub cycles: Cycles,
     /// When it could not issue earlier: the cycle it started waiting (on a message or a route).
     pub waited_from: Option<Cycles>,
+    /// What it was charged for (see [`crate::timing::instr_cycles`]).
+    pub activity: Activity,
 }
 
 /// A message as it crossed the network.
@@ -116,7 +119,7 @@ pub struct TraceMessage {
 }
 
 /// Everything that happened in a run, in issue order.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trace {
     pub instrs: Vec<TraceInstr>,
     pub messages: Vec<TraceMessage>,
@@ -168,6 +171,9 @@ struct Run<'f> {
     next_sample: u32,
     out: Execution,
     trace: Option<Trace>,
+    /// The tick engine polls blocked cores and the port every cycle; the event engine wakes
+    /// them when what they wait for happens.
+    polling: bool,
 }
 
 impl Machine {
@@ -204,6 +210,7 @@ impl Machine {
             next_sample: 0,
             out: Execution::default(),
             trace: self.tracing.then(Trace::default),
+            polling: self.engine == EngineKind::Tick,
         };
         let samples = jobs.iter().map(|j| j.sample + 1).max().unwrap_or(0) as usize;
         run.out.outputs = vec![SampleOutput::default(); samples];
@@ -305,11 +312,16 @@ impl Machine {
             }
             let d = self.network.step(now);
             self.deliver(run, d);
-            // Stuck: every unfinished core blocked, nothing in the network, the port idle or
-            // blocked too.
-            let blocked = |c: &CoreRun| matches!(c.wait, Wait::Recv(_) | Wait::Route(_));
+            // Stuck: every unfinished core waits for what cannot come, nothing is in the
+            // network, and the port has nothing it can send.
+            let blocked = |c: &CoreRun| match c.wait {
+                Wait::Recv(r) => run.mailbox[r.index()].is_none(),
+                Wait::Route(r) => run.busy[r.index()],
+                _ => false,
+            };
+            let port_stuck = run.port_queue.iter().all(|m| run.busy[m.route.index()]);
             if self.network.is_empty()
-                && (run.port_queue.is_empty() || run.port_waiting)
+                && port_stuck
                 && run.cores.iter().all(|c| c.wait == Wait::Done || blocked(c))
                 && run.cores.iter().any(blocked)
             {
@@ -452,6 +464,9 @@ impl Machine {
             }
             let ri = m.route.index();
             run.mailbox[ri] = Some((d.msg, arrival));
+            if run.polling {
+                continue;
+            }
             // A core waiting for this message can take it from the next cycle on.
             for c in run.cores.iter_mut() {
                 if c.wait == Wait::Recv(m.route) {
@@ -487,6 +502,7 @@ impl Machine {
         };
         let instr = self.stream(ci, job.phase)[pc];
         let mut halt = false;
+        let mut activity = Activity::default();
         let cycles = match instr {
             Instr::Recv { route } => {
                 let ri = route.index();
@@ -497,15 +513,17 @@ impl Machine {
                         let m = run.messages[id as usize].take().expect("a live message");
                         run.free.push(id);
                         let cycles = self.recv_message(ci, route, &m.values);
+                        activity.packets = m.packets;
                         // The route is free again: a sender waiting on it may send, in this
                         // cycle if it acts after this core, else in the next.
-                        for (cj, c) in run.cores.iter_mut().enumerate() {
+                        let wake = !run.polling;
+                        for (cj, c) in run.cores.iter_mut().enumerate().filter(|_| wake) {
                             if c.wait == Wait::Route(route) {
                                 c.wait = Wait::Ready;
                                 c.ready = c.ready.max(if cj > ci { t } else { t + 1 });
                             }
                         }
-                        if run.port_waiting {
+                        if wake && run.port_waiting {
                             run.port_waiting = false;
                             run.port_ready = run.port_ready.max(t + 1);
                         }
@@ -530,6 +548,7 @@ impl Machine {
                 let values = self.send_values(ci, route);
                 let packets = timing::packets(&values);
                 self.count_packets(route, packets);
+                activity.packets = packets;
                 let costs = self.program().chip.costs;
                 let spacing = (costs.send_packet as Cycles).max(1);
                 let first = t + costs.issue as Cycles + spacing - 1;
@@ -545,8 +564,9 @@ impl Machine {
                 timing::instr_cycles(&instr, &Default::default(), packets, &costs)
             }
             _ => {
-                let (c, h) = self.exec(ci, instr, job.phase, job.step)?;
+                let (c, a, h) = self.exec(ci, instr, job.phase, job.step)?;
                 halt = h;
+                activity = a;
                 c
             }
         };
@@ -568,6 +588,7 @@ impl Machine {
                 start: t,
                 cycles,
                 waited_from,
+                activity,
             });
         }
         c.ready = t + cycles;

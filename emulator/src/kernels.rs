@@ -21,6 +21,8 @@ pub struct Activity {
     pub saturations: u64,
     /// Batch entries scanned by the softmax unit's target selection (batch-contrastive losses).
     pub entries: u64,
+    /// Packets of a message sent or received (set by the engine for `send` and `recv`).
+    pub packets: u64,
 }
 
 /// `acc[c] = sat(sum_r w[r][c] * x[r])` over non-zero `x[r]` (a zero input sends no event).
@@ -44,6 +46,7 @@ pub fn mvm(w: &[i32], cols: usize, x: &[i32], acc: &mut [i64], acc_fmt: QFormat)
         neurons: 0,
         saturations,
         entries: 0,
+        packets: 0,
     }
 }
 

@@ -466,6 +466,11 @@ impl Machine {
         out
     }
 
+    /// Load and stalls of every link used so far.
+    pub fn link_stats(&self) -> Vec<crate::router::LinkStats> {
+        self.network.link_stats()
+    }
+
     pub(crate) fn core_count(&self) -> usize {
         self.cores.len()
     }
@@ -506,15 +511,15 @@ impl Machine {
     }
 
     /// Executes one instruction other than `send` and `recv` (the engine moves messages) on
-    /// core `ci` in a job of `phase` whose updates use random-bit step `step`. Returns its cycles
-    /// and whether it ends the stream.
+    /// core `ci` in a job of `phase` whose updates use random-bit step `step`. Returns its cycles,
+    /// the activity they were charged for, and whether it ends the stream.
     pub(crate) fn exec(
         &mut self,
         ci: usize,
         instr: Instr,
         phase: Phase,
         step: u64,
-    ) -> Result<(Cycles, bool), EmuError> {
+    ) -> Result<(Cycles, Activity, bool), EmuError> {
         let costs = self.program.chip.costs;
         let classes = self.program.network.classes as usize;
         let core = &mut self.cores[ci];
@@ -818,7 +823,7 @@ impl Machine {
                 self.counters.weight_updates += a.synapses;
             }
         }
-        Ok((timing::instr_cycles(&instr, &a, 0, &costs), halt))
+        Ok((timing::instr_cycles(&instr, &a, 0, &costs), a, halt))
     }
 
     /// Marks the end of one training sample's updates (the next ones draw new random bits).
