@@ -97,14 +97,32 @@ pub struct Network {
 }
 
 impl Network {
+    /// The network of a program's chip, with a path per route.
     pub fn new(p: &Program) -> Network {
-        let (width, height) = (p.chip.grid.width as i32, p.chip.grid.height as i32);
+        let paths = p.routes.iter().map(|r| p.path(r)).collect();
+        Network::with_paths(
+            (p.chip.grid.width, p.chip.grid.height),
+            p.chip.costs.hop,
+            p.chip.router,
+            paths,
+        )
+    }
+
+    /// A network of a `width x height` grid (plus the ports west of (0, 0) and east of
+    /// (width - 1, 0)) whose routes follow `paths` (grid positions, source first, one step
+    /// apart).
+    pub fn with_paths(
+        (width, height): (u16, u16),
+        hop: u32,
+        router: sigchip_isa::chip::Router,
+        paths: Vec<Vec<(i32, i32)>>,
+    ) -> Network {
+        let (width, height) = (width as i32, height as i32);
         let routers = ((width + 2) * height) as usize;
         let index = |(x, y): (i32, i32)| ((x + 1) + (width + 2) * y) as usize;
-        let paths = p
-            .routes
-            .iter()
-            .map(|r| p.path(r).into_iter().map(index).collect())
+        let paths = paths
+            .into_iter()
+            .map(|p| p.into_iter().map(index).collect())
             .collect();
         let stats = (0..routers * DIRS)
             .map(|i| {
@@ -119,9 +137,9 @@ impl Network {
         Network {
             width,
             height,
-            hop: p.chip.costs.hop as Cycles,
-            bandwidth: p.chip.router.link_bandwidth.max(1),
-            depth: p.chip.router.buffer_depth.max(1),
+            hop: hop as Cycles,
+            bandwidth: router.link_bandwidth.max(1),
+            depth: router.buffer_depth.max(1),
             paths,
             queues: vec![VecDeque::new(); routers * DIRS],
             occupancy: vec![0; routers * DIRS],
@@ -338,5 +356,111 @@ impl Network {
     /// Name of an input direction.
     pub fn dir_name(d: usize) -> &'static str {
         DIR_NAMES[d]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 4 x 2 grid with routes along row 0 between the given x positions, with link latency
+    /// `hop` and buffers of `depth`.
+    fn network(routes: &[(i32, i32)], hop: u32, depth: u32) -> Network {
+        let paths = routes
+            .iter()
+            .map(|&(a, b)| (a..=b).map(|x| (x, 0)).collect())
+            .collect();
+        let router = sigchip_isa::chip::Router {
+            link_bandwidth: 1,
+            buffer_depth: depth,
+        };
+        Network::with_paths((4, 2), hop, router, paths)
+    }
+
+    /// Steps until empty; every delivery with its cycle.
+    fn drain(n: &mut Network) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        let mut now = 0;
+        while let Some(t) = n.next_event(now) {
+            out.extend(n.step(t));
+            now = t + 1;
+        }
+        out
+    }
+
+    fn link<'a>(n: &'a Network, from: (i32, i32), dir: &str) -> &'a LinkStats {
+        n.stats
+            .iter()
+            .find(|s| s.from == from && s.dir == dir)
+            .expect("a link")
+    }
+
+    #[test]
+    fn an_uncontended_message_takes_its_packets_plus_its_hops() {
+        // 5 packets from the first at cycle 10, two hops of 3 cycles: the tail leaves at 14.
+        let mut n = network(&[(0, 2)], 3, 4);
+        n.inject(0, 7, 5, 10, 1);
+        let d = drain(&mut n);
+        assert_eq!(
+            d,
+            [Delivery {
+                msg: 7,
+                route: 0,
+                cycle: 14 + 2 * 3
+            }]
+        );
+        assert!(n.is_empty());
+        assert_eq!(link(&n, (0, 0), "east").packets, 5);
+        assert_eq!(link(&n, (1, 0), "east").packets, 5);
+        assert_eq!(link(&n, (2, 0), "local").packets, 5);
+    }
+
+    #[test]
+    fn contending_packets_go_oldest_first_and_stall() {
+        // A: core0 -> core2, B: core1 -> core2, three packets each from cycle 0; they share
+        // the link (1, 0) -> (2, 0). Worked cycle by cycle in docs/timing-model.md.
+        let mut n = network(&[(0, 2), (1, 2)], 1, 4);
+        n.inject(0, 0, 3, 0, 1);
+        n.inject(1, 1, 3, 0, 1);
+        let d = drain(&mut n);
+        assert_eq!(
+            d,
+            [
+                Delivery {
+                    msg: 0,
+                    route: 0,
+                    cycle: 5
+                },
+                Delivery {
+                    msg: 1,
+                    route: 1,
+                    cycle: 6
+                }
+            ]
+        );
+        let shared = link(&n, (1, 0), "east");
+        assert_eq!(
+            (
+                shared.packets,
+                shared.stall_contention,
+                shared.stall_backpressure
+            ),
+            (6, 4, 0)
+        );
+    }
+
+    #[test]
+    fn a_full_buffer_holds_packets_back() {
+        // Depth 1: a packet may enter (1, 0) only once the one before it has left.
+        let mut n = network(&[(0, 2)], 1, 1);
+        n.inject(0, 0, 3, 0, 1);
+        assert_eq!(drain(&mut n)[0].cycle, 6);
+        let first = link(&n, (0, 0), "east");
+        assert_eq!((first.stall_backpressure, first.stall_contention), (2, 0));
+        // With room for four, the same train arrives at 2 + 2 hops.
+        let mut n = network(&[(0, 2)], 1, 4);
+        n.inject(0, 0, 3, 0, 1);
+        assert_eq!(drain(&mut n)[0].cycle, 4);
+        assert_eq!(n.max_occupancy.iter().max(), Some(&3));
     }
 }

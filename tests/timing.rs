@@ -1,0 +1,248 @@
+//! Cycle accounting: every instruction kind costs exactly what the chip description's cost table
+//! says for the activity it reports, instructions on a core follow each other without gaps
+//! unless the core waited, and the worked example of docs/timing-model.md is what the emulator
+//! does.
+
+use sigchip::compiler;
+use sigchip::emulator::engine::{EngineKind, Trace};
+use sigchip::emulator::train::encode_input;
+use sigchip::emulator::{data, Machine, Phase};
+use sigchip::isa::chip::Costs;
+use sigchip::isa::{ChipDescription, Instr, Opcode, Program};
+use std::collections::BTreeSet;
+
+/// The cost of an instruction from the cost table, written out per instruction kind.
+fn expected_cycles(i: &Instr, a: &sigchip::emulator::kernels::Activity, c: &Costs) -> u64 {
+    let lanes = |n: u64| n.div_ceil(c.neuron_lanes as u64);
+    c.issue as u64
+        + match i {
+            Instr::Nop {} | Instr::Halt {} | Instr::Sync {} | Instr::LdRem { .. } => 0,
+            Instr::Recv { .. } => c.recv_packet as u64 * a.packets,
+            Instr::Send { .. } => c.send_packet as u64 * a.packets,
+            Instr::Mvm { .. } | Instr::MvmT { .. } => c.mvm_row as u64 * a.rows,
+            Instr::Upd { .. }
+            | Instr::UpdT { .. }
+            | Instr::UpdP { .. }
+            | Instr::GAcc { .. }
+            | Instr::GApply {} => c.update_row as u64 * a.rows,
+            Instr::Smax {} => {
+                c.softmax_class as u64 * a.neurons + c.select_entry as u64 * a.entries
+            }
+            Instr::Proj { .. }
+            | Instr::AddPs {}
+            | Instr::Act {}
+            | Instr::TStore { .. }
+            | Instr::TInStore { .. }
+            | Instr::Score { .. }
+            | Instr::AddSc {}
+            | Instr::Delta { .. }
+            | Instr::DeltaT { .. }
+            | Instr::Gram {}
+            | Instr::AddG {} => lanes(a.neurons),
+        }
+}
+
+/// A chip with every cost distinct, so a cost charged to the wrong instruction shows.
+fn odd_chip(data_sram_bits: u64) -> ChipDescription {
+    let mut chip = ChipDescription::from_ron(
+        "(crossbar: (rows: 40, cols: 48), memory: (data_sram_bits: 4194304))",
+        "odd.ron",
+    )
+    .unwrap();
+    chip.memory.data_sram_bits = data_sram_bits;
+    chip.costs = Costs {
+        issue: 2,
+        mvm_row: 3,
+        update_row: 5,
+        neuron_lanes: 7,
+        softmax_class: 11,
+        select_entry: 13,
+        send_packet: 2,
+        recv_packet: 3,
+        hop: 4,
+        sync: 1,
+    };
+    chip
+}
+
+/// Trains a few samples with tracing on and returns every run's trace.
+fn traced_training(p: Program, samples: usize) -> (Machine, Vec<Trace>) {
+    let d = data::digits();
+    let mut m = Machine::new(p).unwrap();
+    m.tracing = true;
+    let mut traces = Vec::new();
+    let fmt = m.program().network.input_format;
+    let batch = m.program().network.batch as usize;
+    let mut x = Vec::new();
+    for i in 0..samples {
+        if batch > 1 && i % batch == 0 {
+            let labels: Vec<usize> = (i..i + batch).map(|j| d.train.label(j)).collect();
+            m.begin_batch(&labels).unwrap();
+            traces.push(m.last_trace.take().unwrap());
+        }
+        m.run(&[Phase::Targets], 0, None, None).unwrap();
+        traces.push(m.last_trace.take().unwrap());
+        encode_input(d.train.image(i), d.max_value, fmt, &mut x);
+        m.run(
+            &[Phase::Forward, Phase::Learn],
+            0,
+            Some(&x),
+            Some(d.train.label(i)),
+        )
+        .unwrap();
+        traces.push(m.last_trace.take().unwrap());
+        m.next_update_step();
+        if batch > 1 && (i + 1) % batch == 0 {
+            m.run(&[Phase::Apply], 0, None, None).unwrap();
+            traces.push(m.last_trace.take().unwrap());
+        }
+    }
+    (m, traces)
+}
+
+#[test]
+fn every_instruction_costs_what_the_cost_table_says() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let mut seen = BTreeSet::new();
+    // Tiled layers (40 x 48 crossbars), the label_direct learner with learned targets and the
+    // batch-contrastive one in mini-batches, so that every instruction kind the compiler emits
+    // runs.
+    let digits = std::fs::read_to_string(format!("{dir}/examples/digits.ron")).unwrap();
+    let learned = digits
+        .replace("targets: constant", "targets: learned")
+        .replace("projection: fixed_random", "projection: learned");
+    let contrastive =
+        std::fs::read_to_string(format!("{dir}/examples/digits_target_max.ron")).unwrap();
+    for (text, samples) in [(learned, 2), (contrastive, 16)] {
+        let chip = odd_chip(1 << 24);
+        let p = compiler::compile_str(&text, "t", &chip).unwrap().program;
+        let costs = p.chip.costs;
+        let (m, traces) = traced_training(p, samples);
+        let mut busy = vec![0u64; m.program().cores.len()];
+        for t in &traces {
+            let mut last_end = vec![0u64; busy.len()];
+            for i in &t.instrs {
+                assert_eq!(
+                    i.cycles,
+                    expected_cycles(&i.instr, &i.activity, &costs),
+                    "{} {:?}[{}] `{}` with {:?}",
+                    i.core,
+                    i.phase,
+                    i.pc,
+                    i.instr,
+                    i.activity
+                );
+                // A core issues right after its previous instruction unless it waited.
+                let c = i.core.index();
+                match i.waited_from {
+                    None => assert_eq!(i.start, last_end[c], "{} `{}` has a gap", i.core, i.instr),
+                    Some(w) => assert!(w == last_end[c] && i.start > w, "{} `{}`", i.core, i.instr),
+                }
+                last_end[c] = i.start + i.cycles;
+                busy[c] += i.cycles;
+                seen.insert(i.instr.opcode());
+            }
+            // Messages arrive no sooner than their last packet can cross the hops.
+            for msg in &t.messages {
+                let r = &m.program().routes[msg.route.index()];
+                let hops = m.program().hops(r) as u64;
+                let first_packet = match msg.from {
+                    Some(_) => costs.issue as u64 + costs.send_packet as u64,
+                    None => costs.send_packet as u64,
+                };
+                assert!(
+                    msg.arrival
+                        >= msg.sent
+                            + first_packet
+                            + (msg.packets - 1) * costs.send_packet as u64
+                            + hops * costs.hop as u64,
+                    "{:?}",
+                    msg
+                );
+            }
+        }
+        assert_eq!(busy, m.counters.busy_cycles);
+    }
+    // Everything but the baseline-only instructions (`mvmt`, `ldrem`) and the unemitted `nop`,
+    // `sync`, `upd`/`tinstore`-with-target variants ran.
+    for op in Opcode::ALL {
+        let unemitted = matches!(
+            op,
+            Opcode::MvmT | Opcode::LdRem | Opcode::Nop | Opcode::Sync
+        );
+        assert_eq!(
+            seen.contains(op),
+            !unemitted,
+            "{}: ran {}",
+            op.mnemonic(),
+            seen.contains(op)
+        );
+    }
+}
+
+/// One inference of examples/digits.ron on the default chip, instruction by instruction, as
+/// docs/timing-model.md shows it ("Worked example").
+fn worked_example() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{dir}/examples/digits.ron")).unwrap();
+    let p = compiler::compile_str(&text, "digits", &ChipDescription::default())
+        .unwrap()
+        .program;
+    let d = data::digits();
+    let mut m = Machine::new(p).unwrap();
+    m.run(&[Phase::Targets], 0, None, None).unwrap();
+    m.tracing = true;
+    m.engine = EngineKind::Tick;
+    let mut x = Vec::new();
+    encode_input(
+        d.test.image(0),
+        d.max_value,
+        m.program().network.input_format,
+        &mut x,
+    );
+    let r = m.run(&[Phase::Forward], 0, Some(&x), None).unwrap();
+    let t = m.last_trace.take().unwrap();
+    let mut s = String::from("| core | instruction | activity | waits from | starts | cycles |\n|---|---|---|---|---|---|\n");
+    for i in &t.instrs {
+        let a = &i.activity;
+        let activity = match i.instr {
+            Instr::Recv { .. } | Instr::Send { .. } => format!("{} packets", a.packets),
+            Instr::Mvm { .. } => format!("{} rows", a.rows),
+            Instr::Act {} => format!("{} neurons", a.neurons),
+            _ => String::new(),
+        };
+        s += &format!(
+            "| {} | `{}` | {} | {} | {} | {} |\n",
+            i.core,
+            i.instr,
+            activity,
+            i.waited_from.map_or(String::new(), |w| w.to_string()),
+            i.start,
+            i.cycles
+        );
+    }
+    s += &format!(
+        "\nThe prediction (class {}) reaches the output port at cycle {}; the last core halts at \
+         cycle {}.\n",
+        r.prediction.unwrap(),
+        r.output_at.unwrap(),
+        r.end
+    );
+    s
+}
+
+#[test]
+fn the_worked_example_in_the_docs_is_what_the_emulator_does() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/timing-model.md"))
+        .unwrap();
+    let (b, e) = (
+        "<!-- BEGIN worked-example -->\n",
+        "<!-- END worked-example -->",
+    );
+    let start = doc.find(b).expect("the worked example's markers") + b.len();
+    let end = doc.find(e).expect("the worked example's end marker");
+    let expected = worked_example();
+    if doc[start..end] != expected {
+        panic!("docs/timing-model.md's worked example is out of date; it should read:\n{expected}");
+    }
+}
