@@ -105,7 +105,7 @@ pub fn table(
             progress(&format!("chip {what}"));
             let program = compiler::compile(desc.clone(), &origin, chip)?.program;
             let (_, report) =
-                emulator::train(program, data, &TrainOptions { epochs, seed }, &mut quiet)?;
+                emulator::train(program, data, &TrainOptions::new(epochs, seed), &mut quiet)?;
             progress(&format!("f32 {what}"));
             let valid = compiler::validate(desc, &origin)?;
             let f32 = reference::train_f32(&valid, data, Algorithm::Sigprop, &opts, &mut quiet)?;

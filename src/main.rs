@@ -92,6 +92,14 @@ enum Command {
         /// Write the trained program.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// The engine that steps the chip: `event` (jumps between events) or `tick` (every
+        /// cycle; the slow reference). Both give the same bits and cycles.
+        #[arg(long, default_value = "event")]
+        engine: emu::engine::EngineKind,
+        /// `sequential` (a barrier between training samples) or `pipelined` (each layer takes
+        /// the next sample once it has updated for the current one; the same weights).
+        #[arg(long, default_value = "sequential")]
+        schedule: emu::train::Schedule,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -107,6 +115,9 @@ enum Command {
         train_limit: Option<usize>,
         #[arg(long)]
         report: Option<PathBuf>,
+        /// The engine that steps the chip: `event` or `tick` (the slow reference).
+        #[arg(long, default_value = "event")]
+        engine: emu::engine::EngineKind,
         #[arg(long, short)]
         quiet: bool,
     },
@@ -350,6 +361,8 @@ fn real_main() -> Result<()> {
             test_limit,
             report,
             output,
+            engine,
+            schedule,
             quiet,
         } => {
             if resolve_backend(backend, algorithm)? == Backend::F32 {
@@ -380,7 +393,12 @@ fn real_main() -> Result<()> {
             let data = load_data(&data, train_limit, test_limit)?;
             let bar = progress_bar(quiet);
             let mut progress = report_to(&bar);
-            let opts = emu::TrainOptions { epochs, seed };
+            let opts = emu::TrainOptions {
+                epochs,
+                seed,
+                schedule,
+                engine,
+            };
             let (trained, rep) = emu::train(program, &data, &opts, &mut progress)?;
             bar.finish_and_clear();
             // Save the trained program before anything else can fail.
@@ -396,13 +414,14 @@ fn real_main() -> Result<()> {
             test_limit,
             train_limit,
             report,
+            engine,
             quiet,
         } => {
             let p = load_program(&program, None, quiet)?;
             let data = load_data(&data, train_limit, test_limit)?;
             let bar = progress_bar(quiet);
             let mut progress = report_to(&bar);
-            let rep = emu::run(p, &data, &mut progress)?;
+            let rep = emu::train::run_on(p, &data, engine, &mut progress)?;
             bar.finish_and_clear();
             finish(&rep, report.as_deref())?;
         }

@@ -753,3 +753,57 @@ proptest! {
         prop_assert!(a.traces.iter().map(|t| t.instrs.len()).sum::<usize>() > 0);
     }
 }
+
+proptest! {
+    #![proptest_config(config(24))]
+
+    /// Pipelined training (every core runs its streams sample after sample, no barrier) gives
+    /// the same predictions and weights as the sequential schedule, on both engines, and never
+    /// takes more cycles.
+    #[test]
+    fn pipelined_training_equals_sequential(c in case(side(24), side(24)), tick in any::<bool>()) {
+        let program = program_for(&c.net, c.rows, c.cols);
+        let engine = if tick { EngineKind::Tick } else { EngineKind::Event };
+        // Sequential, as `train::train` runs it: barrier-separated samples.
+        let mut seq = Emu::new(program.clone());
+        seq.m.engine = engine;
+        let sync = program.chip.costs.sync as u64;
+        let mut seq_cycles = 0;
+        let mut seq_predictions = Vec::new();
+        for (i, (x, label)) in c.train.iter().enumerate() {
+            if let Some(labels) = batch_starting_at(&c, i) {
+                seq_cycles += seq.m.begin_batch(&labels).unwrap() + sync;
+            }
+            if (i as u64).is_multiple_of(program.network.target_refresh as u64)
+                && program.layers.iter().any(|l| l.keeps_targets)
+            {
+                seq_cycles += seq.m.run(&[Phase::Targets], 0, None, None).unwrap().end + sync;
+            }
+            let r = seq.m.run(&[Phase::Forward, Phase::Learn], 0, Some(x), Some(*label)).unwrap();
+            seq.m.next_update_step();
+            seq_cycles += r.end + sync;
+            seq_predictions.push(r.prediction);
+            if program.network.batch > 1
+                && ((i + 1) % program.network.batch as usize == 0 || i + 1 == c.train.len())
+            {
+                seq_cycles += seq.m.run(&[Phase::Apply], 0, None, None).unwrap().end + sync;
+            }
+        }
+        let mut pipe = Machine::new(program).unwrap();
+        pipe.engine = engine;
+        let run = sigchip::emulator::train::train_pipelined(
+            &mut pipe,
+            c.train.len(),
+            &mut |j, x| x.clone_from(&c.train[j].0),
+            &|j| c.train[j].1,
+        )
+        .unwrap();
+        prop_assert_eq!(&run.predictions, &seq_predictions);
+        let pw = fm::assemble_weights(&pipe.trained_program());
+        if let Some(d) = weight_diff(&pw, &seq.weights(), ("pipelined", "sequential")) {
+            return Err(TestCaseError::fail(d));
+        }
+        prop_assert!(run.cycles <= seq_cycles, "pipelined {} > sequential {}", run.cycles, seq_cycles);
+        prop_assert_eq!(pipe.update_step(), seq.m.update_step());
+    }
+}

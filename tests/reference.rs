@@ -582,13 +582,8 @@ fn report_uses_the_chip_reports_keys() {
     let program = compiler::compile_str(&text, "digits", &ChipDescription::default())
         .unwrap()
         .program;
-    let (_, chip) = emulator::train(
-        program,
-        &d,
-        &TrainOptions { epochs: 1, seed: 1 },
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let (_, chip) =
+        emulator::train(program, &d, &TrainOptions::new(1, 1), &mut |_, _, _| {}).unwrap();
     let chip: serde_json::Value = serde_json::from_str(&chip.to_json()).unwrap();
     let f32r = train(&digits_net(), &d, Algorithm::Sigprop, 1, 1);
     let f32j: serde_json::Value = serde_json::from_str(&f32r.to_json()).unwrap();

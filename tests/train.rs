@@ -13,13 +13,8 @@ fn short_run(seed: u64) -> serde_json::Value {
         .program;
     let mut d = data::digits();
     d.test.truncate(120);
-    let (_, report) = emulator::train(
-        program,
-        &d,
-        &TrainOptions { epochs: 1, seed },
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let (_, report) =
+        emulator::train(program, &d, &TrainOptions::new(1, seed), &mut |_, _, _| {}).unwrap();
     let mut json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     json.as_object_mut().unwrap().remove("host");
     json
@@ -94,13 +89,8 @@ fn each_loss_short_training_snapshot() {
         let program = compiler::compile_str(&net, "digits", &ChipDescription::default())
             .unwrap()
             .program;
-        let (_, report) = emulator::train(
-            program,
-            &d,
-            &TrainOptions { epochs: 2, seed: 3 },
-            &mut |_, _, _| {},
-        )
-        .unwrap();
+        let (_, report) =
+            emulator::train(program, &d, &TrainOptions::new(2, 3), &mut |_, _, _| {}).unwrap();
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         let summary = serde_json::json!({
             "accuracy": json["accuracy"],
@@ -143,13 +133,8 @@ fn each_contrastive_loss_short_training_snapshot() {
         let program = compiler::compile_str(&net, "digits", &chip)
             .unwrap()
             .program;
-        let (_, report) = emulator::train(
-            program,
-            &d,
-            &TrainOptions { epochs: 2, seed: 3 },
-            &mut |_, _, _| {},
-        )
-        .unwrap();
+        let (_, report) =
+            emulator::train(program, &d, &TrainOptions::new(2, 3), &mut |_, _, _| {}).unwrap();
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         let summary = serde_json::json!({
             "accuracy": json["accuracy"],
@@ -283,7 +268,7 @@ fn l2_with_learned_targets_collapses_and_the_report_says_so() {
     let (_, report) = emulator::train(
         program.clone(),
         &d,
-        &TrainOptions { epochs: 3, seed: 1 },
+        &TrainOptions::new(3, 1),
         &mut |_, _, _| {},
     )
     .unwrap();
@@ -301,13 +286,8 @@ fn l2_with_learned_targets_collapses_and_the_report_says_so() {
     )
     .unwrap()
     .program;
-    let (_, report) = emulator::train(
-        constant,
-        &d,
-        &TrainOptions { epochs: 3, seed: 1 },
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let (_, report) =
+        emulator::train(constant, &d, &TrainOptions::new(3, 1), &mut |_, _, _| {}).unwrap();
     assert!(
         report.activity.iter().all(|a| !a.collapsed),
         "{:?}",
@@ -337,11 +317,5 @@ fn learned_targets_with_a_fixed_projection_train() {
     let mut d = data::digits();
     d.train.truncate(200);
     d.test.truncate(50);
-    emulator::train(
-        program,
-        &d,
-        &TrainOptions { epochs: 1, seed: 1 },
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    emulator::train(program, &d, &TrainOptions::new(1, 1), &mut |_, _, _| {}).unwrap();
 }

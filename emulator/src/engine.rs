@@ -576,7 +576,10 @@ impl Machine {
         let c = &mut run.cores[ci];
         let waited_from = c.waited_from.take();
         if let Some(from) = waited_from {
-            self.counters.wait_cycles[ci] += t - from;
+            match instr {
+                Instr::Send { .. } => self.counters.send_wait_cycles[ci] += t - from,
+                _ => self.counters.recv_wait_cycles[ci] += t - from,
+            }
         }
         if let Some(tr) = run.trace.as_mut() {
             tr.instrs.push(TraceInstr {
@@ -602,5 +605,136 @@ impl Machine {
         self.counters.busy_cycles[ci] += cycles;
         self.counters.instructions += 1;
         Ok(())
+    }
+}
+
+/// One stretch of a critical path: a core working through consecutive instructions, or a
+/// message crossing the network.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PathStep {
+    /// `core3 learn: recv route7 .. upd data (5 instructions)` or `route7 (12 packets)`.
+    pub what: String,
+    pub from: Cycles,
+    pub to: Cycles,
+}
+
+impl Trace {
+    /// The chain of work that decided when the run ended: from the instruction that ended
+    /// last, back through each instruction's predecessor on its core, or, where a core waited,
+    /// through the message it waited for (to its `send`) or the `recv` that freed the route it
+    /// waited on. Earliest first.
+    pub fn critical_path(&self) -> Vec<PathStep> {
+        enum Node {
+            Instr(usize),
+            Msg(TraceMessage),
+        }
+        let Some(mut at) = (0..self.instrs.len()).max_by_key(|&i| {
+            let x = &self.instrs[i];
+            (x.start + x.cycles, std::cmp::Reverse(i))
+        }) else {
+            return Vec::new();
+        };
+        let mut path = Vec::new();
+        // A message read after every instruction ended went to the output port: the path ends
+        // with it.
+        let end = self.instrs[at].start + self.instrs[at].cycles;
+        if let Some(m) = self
+            .messages
+            .iter()
+            .filter(|m| m.arrival > end)
+            .max_by_key(|m| m.arrival)
+        {
+            let sender = m.from.and_then(|c| {
+                (0..self.instrs.len()).rev().find(|&k| {
+                    let x = &self.instrs[k];
+                    x.core == c && x.start == m.sent && x.instr == Instr::Send { route: m.route }
+                })
+            });
+            path.push(Node::Msg(*m));
+            match sender {
+                Some(k) => at = k,
+                None => {
+                    return vec![PathStep {
+                        what: format!("{} ({} packets)", m.route, m.packets),
+                        from: m.sent,
+                        to: m.arrival,
+                    }]
+                }
+            }
+        }
+        loop {
+            path.push(Node::Instr(at));
+            let i = self.instrs[at];
+            let before =
+                |cond: &dyn Fn(&TraceInstr) -> bool| (0..at).rev().find(|&k| cond(&self.instrs[k]));
+            let next = match (i.waited_from, i.instr) {
+                (Some(_), Instr::Recv { route }) => {
+                    let msg = self
+                        .messages
+                        .iter()
+                        .filter(|m| m.route == route && m.arrival <= i.start)
+                        .max_by_key(|m| m.arrival)
+                        .copied();
+                    msg.and_then(|m| {
+                        path.push(Node::Msg(m));
+                        let c = m.from?;
+                        before(&|k: &TraceInstr| {
+                            k.core == c && k.start == m.sent && k.instr == Instr::Send { route }
+                        })
+                    })
+                }
+                (Some(_), Instr::Send { route }) => {
+                    before(&|k: &TraceInstr| k.instr == Instr::Recv { route } && k.start <= i.start)
+                }
+                _ => before(&|k: &TraceInstr| k.core == i.core),
+            };
+            match next {
+                Some(n) => at = n,
+                None => break,
+            }
+        }
+        path.reverse();
+        let mut steps: Vec<PathStep> = Vec::new();
+        let mut run: Option<(TraceInstr, TraceInstr, usize)> = None;
+        let flush = |run: &mut Option<(TraceInstr, TraceInstr, usize)>,
+                     steps: &mut Vec<PathStep>| {
+            if let Some((a, b, n)) = run.take() {
+                steps.push(PathStep {
+                    what: format!(
+                        "{} {:?}: {} .. {} ({n} instructions)",
+                        a.core, a.phase, a.instr, b.instr
+                    ),
+                    from: a.start,
+                    to: b.start + b.cycles,
+                });
+            }
+        };
+        for node in path {
+            match node {
+                Node::Instr(k) => {
+                    let x = self.instrs[k];
+                    match &mut run {
+                        Some((a, b, n)) if a.core == x.core && a.job == x.job => {
+                            *b = x;
+                            *n += 1;
+                        }
+                        _ => {
+                            flush(&mut run, &mut steps);
+                            run = Some((x, x, 1));
+                        }
+                    }
+                }
+                Node::Msg(m) => {
+                    flush(&mut run, &mut steps);
+                    steps.push(PathStep {
+                        what: format!("{} ({} packets)", m.route, m.packets),
+                        from: m.sent,
+                        to: m.arrival,
+                    });
+                }
+            }
+        }
+        flush(&mut run, &mut steps);
+        steps
     }
 }

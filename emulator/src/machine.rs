@@ -113,8 +113,11 @@ pub struct Counters {
     pub saturations: Saturations,
     /// Cycles each core spent executing (not waiting), by core ID.
     pub busy_cycles: Vec<Cycles>,
-    /// Cycles each core waited for a message or for a route to be free, by core ID.
-    pub wait_cycles: Vec<Cycles>,
+    /// Cycles each core waited for a message to arrive (`recv`), by core ID.
+    pub recv_wait_cycles: Vec<Cycles>,
+    /// Cycles each core waited for a route to be free (`send`: the destination had not yet
+    /// received the route's previous message), by core ID.
+    pub send_wait_cycles: Vec<Cycles>,
     /// Non-zero neuron outputs of the data stream, by layer (layer 1 first).
     pub active_outputs: Vec<u64>,
     /// Neuron outputs of the data stream, by layer.
@@ -197,8 +200,6 @@ pub struct Machine {
     pub counters: Counters,
     /// Counts updates, so every update of a synapse draws fresh random bits.
     update_step: u64,
-    /// What the input port sends in the `batch` phase.
-    batch_labels: Vec<i64>,
 }
 
 /// A batch-label slot with no sample (a short last batch): not a class.
@@ -310,7 +311,8 @@ impl Machine {
         let network = Network::new(&program);
         let counters = Counters {
             busy_cycles: vec![0; program.cores.len()],
-            wait_cycles: vec![0; program.cores.len()],
+            recv_wait_cycles: vec![0; program.cores.len()],
+            send_wait_cycles: vec![0; program.cores.len()],
             active_outputs: vec![0; program.layers.len()],
             outputs: vec![0; program.layers.len()],
             ..Default::default()
@@ -326,7 +328,6 @@ impl Machine {
             last_trace: None,
             counters,
             update_step: 0,
-            batch_labels: Vec::new(),
         })
     }
 
@@ -340,9 +341,9 @@ impl Machine {
                 labels.len()
             )));
         }
-        self.batch_labels = labels.iter().map(|&l| l as i64).collect();
-        self.batch_labels.resize(b, EMPTY_SLOT);
-        Ok(self.run(&[Phase::Batch], 0, None, None)?.end)
+        Ok(self
+            .run_sample(&[Phase::Batch], 0, None, None, Some(labels))?
+            .end)
     }
 
     pub fn program(&self) -> &Program {
@@ -376,6 +377,17 @@ impl Machine {
         input: Option<&[i32]>,
         label: Option<usize>,
     ) -> Result<RunResult, EmuError> {
+        self.run_sample(phases, start, input, label, None)
+    }
+
+    fn run_sample(
+        &mut self,
+        phases: &[Phase],
+        start: Cycles,
+        input: Option<&[i32]>,
+        label: Option<usize>,
+        batch: Option<&[usize]>,
+    ) -> Result<RunResult, EmuError> {
         let step = self.update_step;
         let jobs: Vec<Job> = phases
             .iter()
@@ -385,7 +397,7 @@ impl Machine {
                 sample: 0,
             })
             .collect();
-        let mut messages = Some(self.port_messages(phases, input, label, 0));
+        let mut messages = Some(self.port_messages(phases, input, label, batch, 0));
         let mut feed = |s: u32, out: &mut Vec<PortMessage>| match (s, messages.take()) {
             (0, Some(m)) => {
                 out.extend(m);
@@ -409,66 +421,26 @@ impl Machine {
         })
     }
 
-    /// What the input port sends for one sample running `phases`, in order: the projected class
-    /// targets (`to_input`, targets phase, class by class), the batch's labels (batch phase),
-    /// the sample's slices (forward phase) and the label (learn phase), route by route.
+    /// What the input port sends for one sample (see [`port_messages`]).
     pub fn port_messages(
         &self,
         phases: &[Phase],
         input: Option<&[i32]>,
         label: Option<usize>,
+        batch: Option<&[usize]>,
         sample: u32,
     ) -> Vec<PortMessage> {
-        let classes = self.program.network.classes as usize;
-        let mut out = Vec::new();
-        let slice = |r: &sigchip_isa::Route, x: &[i32]| -> Vec<i64> {
-            x[r.src_start as usize..(r.src_start + r.len) as usize]
-                .iter()
-                .map(|&v| v as i64)
-                .collect()
-        };
-        let mut push = |route: RouteId, values: Vec<i64>| {
-            out.push(PortMessage {
-                route,
-                values,
-                sample,
-            })
-        };
-        if phases.contains(&Phase::Targets) && self.program.projects_to_input() {
-            for k in 0..classes as u32 {
-                let projected = self.program.input_projection(k);
-                for r in &self.program.routes {
-                    if r.src == Endpoint::Input && r.src_buf == Buf::In {
-                        push(r.id, slice(r, &projected));
-                    }
-                }
-            }
-        }
-        for r in &self.program.routes {
-            if r.src == Endpoint::Input && r.src_buf == Buf::Batch && phases.contains(&Phase::Batch)
-            {
-                let mut v = self.batch_labels.clone();
-                v.resize(r.len as usize, EMPTY_SLOT);
-                push(r.id, v);
-            }
-        }
-        for r in &self.program.routes {
-            match (r.src, r.src_buf, input, label) {
-                (Endpoint::Input, Buf::In, Some(x), _) if phases.contains(&Phase::Forward) => {
-                    push(r.id, slice(r, x))
-                }
-                (Endpoint::Input, Buf::Label, _, Some(y)) if phases.contains(&Phase::Learn) => {
-                    push(r.id, vec![y as i64])
-                }
-                _ => {}
-            }
-        }
-        out
+        port_messages(&self.program, phases, input, label, batch, sample)
     }
 
     /// Load and stalls of every link used so far.
     pub fn link_stats(&self) -> Vec<crate::router::LinkStats> {
         self.network.link_stats()
+    }
+
+    /// Load and stalls of every link (used or not), in a fixed order, for differences.
+    pub fn all_link_stats(&self) -> &[crate::router::LinkStats] {
+        self.network.all_link_stats()
     }
 
     pub(crate) fn core_count(&self) -> usize {
@@ -830,6 +802,16 @@ impl Machine {
     pub fn next_update_step(&mut self) {
         self.update_step += 1;
     }
+
+    /// The update step the next training sample's updates use.
+    pub fn update_step(&self) -> u64 {
+        self.update_step
+    }
+
+    /// Advances the update step by `n` samples (after a pipelined run of `n` samples).
+    pub fn advance_update_step(&mut self, n: u64) {
+        self.update_step += n;
+    }
 }
 
 fn stream_of(p: &Program, ci: usize, phase: Phase) -> &[Instr] {
@@ -923,7 +905,8 @@ impl Counters {
             sram_bits_written: self.sram_bits_written - earlier.sram_bits_written,
             saturations: self.saturations.since(&earlier.saturations),
             busy_cycles: sub(&self.busy_cycles, &earlier.busy_cycles),
-            wait_cycles: sub(&self.wait_cycles, &earlier.wait_cycles),
+            recv_wait_cycles: sub(&self.recv_wait_cycles, &earlier.recv_wait_cycles),
+            send_wait_cycles: sub(&self.send_wait_cycles, &earlier.send_wait_cycles),
             active_outputs: sub(&self.active_outputs, &earlier.active_outputs),
             outputs: sub(&self.outputs, &earlier.outputs),
         }
@@ -941,7 +924,8 @@ impl Counters {
         self.sram_bits_written += o.sram_bits_written;
         self.saturations.add(&o.saturations);
         add(&mut self.busy_cycles, &o.busy_cycles);
-        add(&mut self.wait_cycles, &o.wait_cycles);
+        add(&mut self.recv_wait_cycles, &o.recv_wait_cycles);
+        add(&mut self.send_wait_cycles, &o.send_wait_cycles);
         add(&mut self.active_outputs, &o.active_outputs);
         add(&mut self.outputs, &o.outputs);
     }
@@ -987,4 +971,64 @@ impl Machine {
             .map(|(l, s)| l.keeps_targets.then(|| argmax(&s)))
             .collect()
     }
+}
+
+/// What the input port sends for one sample running `phases`, in order: the projected class
+/// targets (`to_input`, targets phase, class by class), the batch's labels (batch phase,
+/// empty slots past a short batch's end), the sample's slices (forward phase) and the label
+/// (learn phase), route by route.
+pub fn port_messages(
+    program: &Program,
+    phases: &[Phase],
+    input: Option<&[i32]>,
+    label: Option<usize>,
+    batch: Option<&[usize]>,
+    sample: u32,
+) -> Vec<PortMessage> {
+    let classes = program.network.classes as usize;
+    let mut out = Vec::new();
+    let slice = |r: &sigchip_isa::Route, x: &[i32]| -> Vec<i64> {
+        x[r.src_start as usize..(r.src_start + r.len) as usize]
+            .iter()
+            .map(|&v| v as i64)
+            .collect()
+    };
+    let mut push = |route: RouteId, values: Vec<i64>| {
+        out.push(PortMessage {
+            route,
+            values,
+            sample,
+        })
+    };
+    if phases.contains(&Phase::Targets) && program.projects_to_input() {
+        for k in 0..classes as u32 {
+            let projected = program.input_projection(k);
+            for r in &program.routes {
+                if r.src == Endpoint::Input && r.src_buf == Buf::In {
+                    push(r.id, slice(r, &projected));
+                }
+            }
+        }
+    }
+    for r in &program.routes {
+        if let (Endpoint::Input, Buf::Batch, Some(b)) = (r.src, r.src_buf, batch) {
+            if phases.contains(&Phase::Batch) {
+                let mut v: Vec<i64> = b.iter().map(|&l| l as i64).collect();
+                v.resize(r.len as usize, EMPTY_SLOT);
+                push(r.id, v);
+            }
+        }
+    }
+    for r in &program.routes {
+        match (r.src, r.src_buf, input, label) {
+            (Endpoint::Input, Buf::In, Some(x), _) if phases.contains(&Phase::Forward) => {
+                push(r.id, slice(r, x))
+            }
+            (Endpoint::Input, Buf::Label, _, Some(y)) if phases.contains(&Phase::Learn) => {
+                push(r.id, vec![y as i64])
+            }
+            _ => {}
+        }
+    }
+    out
 }

@@ -2,8 +2,11 @@
 //! tables and written as JSON (`--report`). Everything but the `host` section is a pure function
 //! of the program, the data and the seeds, so two runs give identical reports outside `host`.
 
+use crate::engine::{EngineKind, PathStep};
 use crate::machine::{Counters, Saturations};
+use crate::router::LinkStats;
 use crate::timing::Cycles;
+use crate::train::Schedule;
 use crate::train::{EpochLog, EvalResult};
 use serde::Serialize;
 use sigchip_isa::memory::{core_capacity, memory_use, CoreMemory};
@@ -23,6 +26,21 @@ pub struct Runs {
     pub seconds: f64,
     /// Synaptic operations of the whole run (for the host's rate).
     pub synaptic_ops: u64,
+    pub engine: EngineKind,
+    pub schedule: Schedule,
+    /// The most training samples in flight at once (1 when sequential).
+    pub max_in_flight: usize,
+    /// Link load and stalls while training (inference for `run`).
+    pub links: Vec<LinkStats>,
+    /// The critical paths of one training sample and one inference.
+    pub critical_paths: CriticalPaths,
+}
+
+/// What decided the end of one sample (see [`crate::engine::Trace::critical_path`]).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CriticalPaths {
+    pub train_sample: Vec<PathStep>,
+    pub inference: Vec<PathStep>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -44,6 +62,10 @@ pub struct Report {
     pub saturations_by_kind: Saturations,
     pub events: Events,
     pub energy: Energy,
+    /// Load and stalls of every link that carried traffic, while training (inference for
+    /// `run`).
+    pub links: Vec<LinkStats>,
+    pub critical_paths: CriticalPaths,
     /// Wall-clock figures of the host: the only part that differs between identical runs.
     pub host: Host,
 }
@@ -98,6 +120,38 @@ pub struct Timing {
     pub train_samples_per_second: f64,
     /// Busy cycles / elapsed cycles of each core during training (inference for `run`).
     pub utilization: Vec<f64>,
+    /// The engine that ran (both give the same cycles).
+    pub engine: EngineKind,
+    /// How training samples followed each other.
+    pub schedule: Schedule,
+    /// Training throughput: training samples per cycle, target refreshes included.
+    pub samples_per_cycle: f64,
+    pub pipeline: Pipeline,
+    /// Per core, while training (inference for `run`): busy cycles and stalls by cause.
+    pub cores: Vec<CoreTiming>,
+}
+
+/// The training pipeline: one stage per chip layer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pipeline {
+    pub stages: usize,
+    /// The most samples being trained at once (1 when sequential).
+    pub max_samples_in_flight: usize,
+    /// Mean cycles between the starts of consecutive training samples.
+    pub initiation_interval_cycles: f64,
+}
+
+/// One core's time.
+#[derive(Clone, Debug, Serialize)]
+pub struct CoreTiming {
+    pub core: String,
+    pub layer: String,
+    pub busy_cycles: u64,
+    /// Waiting for a message to arrive.
+    pub recv_wait_cycles: u64,
+    /// Waiting for a route to be free (its destination had not taken the previous message).
+    pub send_wait_cycles: u64,
+    pub utilization: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -265,6 +319,32 @@ impl Report {
                 inferences_per_second: if cpi > 0.0 { clock_hz / cpi } else { 0.0 },
                 train_samples_per_second: if cpt > 0.0 { clock_hz / cpt } else { 0.0 },
                 utilization: busy.iter().map(|&b| per(b, elapsed)).collect(),
+                engine: r.engine,
+                schedule: r.schedule,
+                samples_per_cycle: per(r.train_samples, r.train_cycles),
+                pipeline: Pipeline {
+                    stages: p.layers.len(),
+                    max_samples_in_flight: r.max_in_flight,
+                    initiation_interval_cycles: cpt,
+                },
+                cores: {
+                    let c = if r.train_samples > 0 { train } else { test };
+                    p.cores
+                        .iter()
+                        .map(|core| {
+                            let i = core.id.index();
+                            let get = |v: &[u64]| v.get(i).copied().unwrap_or(0);
+                            CoreTiming {
+                                core: core.id.to_string(),
+                                layer: core.layer.to_string(),
+                                busy_cycles: get(&c.busy_cycles),
+                                recv_wait_cycles: get(&c.recv_wait_cycles),
+                                send_wait_cycles: get(&c.send_wait_cycles),
+                                utilization: per(get(&c.busy_cycles), elapsed),
+                            }
+                        })
+                        .collect()
+                },
             },
             memory: Memory {
                 used_bits: by_kind.total(),
@@ -280,6 +360,8 @@ impl Report {
                 train: train.clone(),
                 test_inference: test.clone(),
             },
+            links: r.links,
+            critical_paths: r.critical_paths,
             energy: Energy {
                 pj_per_inference: test_energy.total,
                 pj_per_train_sample: train_energy.total,
@@ -376,6 +458,38 @@ impl fmt::Display for Report {
             f,
             "  total cycles              {:>12}   (target refresh {})",
             t.total_cycles, t.target_refresh_cycles
+        )?;
+        writeln!(
+            f,
+            "  schedule {:?}, {} stages, {:.3e} samples/cycle, up to {} samples in flight ({:?} engine)",
+            t.schedule,
+            t.pipeline.stages,
+            t.samples_per_cycle,
+            t.pipeline.max_samples_in_flight,
+            t.engine
+        )?;
+        let stalls: (u64, u64) = self.links.iter().fold((0, 0), |a, l| {
+            (a.0 + l.stall_contention, a.1 + l.stall_backpressure)
+        });
+        let busiest = self.links.iter().max_by_key(|l| l.packets);
+        writeln!(
+            f,
+            "  network: {} links used, stalls {} packet-cycles of contention, {} of backpressure{}",
+            self.links.len(),
+            stalls.0,
+            stalls.1,
+            busiest.map_or(String::new(), |l| format!(
+                "; busiest link ({}, {}) {} with {} packets",
+                l.from.0, l.from.1, l.dir, l.packets
+            ))
+        )?;
+        let waits: (u64, u64) = t.cores.iter().fold((0, 0), |a, c| {
+            (a.0 + c.recv_wait_cycles, a.1 + c.send_wait_cycles)
+        });
+        writeln!(
+            f,
+            "  cores: waiting for messages {} cycles, for free routes {} cycles (all cores)",
+            waits.0, waits.1
         )?;
         let m = &self.memory;
         writeln!(

@@ -333,6 +333,11 @@ impl Network {
         }
     }
 
+    /// Statistics of every link, in a fixed order.
+    pub fn all_link_stats(&self) -> &[LinkStats] {
+        &self.stats
+    }
+
     /// Statistics of every link that carried a packet or stalled one.
     pub fn link_stats(&self) -> Vec<LinkStats> {
         self.stats

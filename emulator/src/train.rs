@@ -10,8 +10,10 @@
 //! Inference runs `forward` only.
 
 use crate::data::{Dataset, Split};
-use crate::machine::{Counters, EmuError, Machine, Phase};
-use crate::report::{self, Report};
+use crate::engine::{EngineKind, Job, PortMessage};
+use crate::machine::{argmax, port_messages, Counters, EmuError, Machine, Phase};
+use crate::report::{self, CriticalPaths, Report};
+use crate::router::LinkStats;
 use crate::timing::Cycles;
 use sigchip_isa::rng::SplitMix64;
 use sigchip_isa::{Program, QFormat};
@@ -23,6 +25,152 @@ pub struct TrainOptions {
     pub epochs: u32,
     /// Seed of the per-epoch shuffle.
     pub seed: u64,
+    /// How training samples follow each other (inference is always sequential).
+    pub schedule: Schedule,
+    /// The engine that steps the chip.
+    pub engine: EngineKind,
+}
+
+impl TrainOptions {
+    /// `epochs` with shuffle `seed`, sequential, on the event engine.
+    pub fn new(epochs: u32, seed: u64) -> TrainOptions {
+        TrainOptions {
+            epochs,
+            seed,
+            schedule: Schedule::Sequential,
+            engine: EngineKind::Event,
+        }
+    }
+}
+
+/// How training samples follow each other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Every sample starts when the previous one has finished on every core, after a barrier.
+    #[default]
+    Sequential,
+    /// A layer takes the next sample as soon as it has updated for the current one: every core
+    /// runs its streams sample after sample with no barrier, so the layers work on different
+    /// samples at once. Each core runs the same streams in the same order as sequentially and
+    /// data only flows forward, so every update is the same: the weights are bit-identical.
+    Pipelined,
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sequential" => Ok(Schedule::Sequential),
+            "pipelined" => Ok(Schedule::Pipelined),
+            _ => Err(format!(
+                "unknown schedule `{s}`: expected `sequential` or `pipelined`"
+            )),
+        }
+    }
+}
+
+/// What a pipelined run of training samples measured.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineRun {
+    /// From the first cycle to the last core's halt.
+    pub cycles: Cycles,
+    /// The prediction of each sample's forward pass (before its update).
+    pub predictions: Vec<Option<usize>>,
+    /// The most samples being worked on (started, not finished) at one time.
+    pub max_in_flight: usize,
+}
+
+/// Trains `n` samples as one pipelined run, starting a mini-batch at the first. `input(j, x)`
+/// writes sample `j`'s encoded input into `x`; `label(j)` is its class.
+pub fn train_pipelined(
+    m: &mut Machine,
+    n: usize,
+    input: &mut dyn FnMut(usize, &mut Vec<i32>),
+    label: &dyn Fn(usize) -> usize,
+) -> Result<PipelineRun, EmuError> {
+    let net = m.program().network.clone();
+    let batch = net.batch as usize;
+    let contrastive = m.program().layers.iter().any(|l| l.loss.is_contrastive());
+    let keeps_targets = m.program().layers.iter().any(|l| l.keeps_targets);
+    let first = m.update_step();
+    // Every core's jobs, sample by sample, and the phases of each sample.
+    let mut jobs = Vec::new();
+    let mut phases_of = Vec::with_capacity(n);
+    for j in 0..n {
+        let step = first + j as u64;
+        let mut phases = Vec::new();
+        if keeps_targets && step.is_multiple_of(net.target_refresh as u64) {
+            phases.push(Phase::Targets);
+        }
+        if contrastive && j % batch == 0 {
+            phases.push(Phase::Batch);
+        }
+        phases.extend([Phase::Forward, Phase::Learn]);
+        for &phase in &phases {
+            jobs.push(Job {
+                phase,
+                step,
+                sample: j as u32,
+            });
+        }
+        if batch > 1 && ((j + 1) % batch == 0 || j + 1 == n) {
+            jobs.push(Job {
+                phase: Phase::Apply,
+                step: step + 1,
+                sample: j as u32,
+            });
+        }
+        phases_of.push(phases);
+    }
+    let program = m.program().clone();
+    let mut x = Vec::new();
+    let mut feed = |j: u32, out: &mut Vec<PortMessage>| -> bool {
+        let j = j as usize;
+        if j >= n {
+            return false;
+        }
+        input(j, &mut x);
+        let labels: Vec<usize> = if j.is_multiple_of(batch) {
+            (j..(j + batch).min(n)).map(label).collect()
+        } else {
+            Vec::new()
+        };
+        out.extend(port_messages(
+            &program,
+            &phases_of[j],
+            Some(&x),
+            Some(label(j)),
+            Some(&labels),
+            j as u32,
+        ));
+        true
+    };
+    let ex = m.execute(&jobs, 0, &mut feed)?;
+    m.advance_update_step(n as u64);
+    let predictions = ex
+        .outputs
+        .iter()
+        .map(|o| o.at.map(|_| argmax(&o.output)))
+        .collect();
+    // The most overlapping sample spans.
+    let mut edges: Vec<(Cycles, i32)> = ex
+        .spans
+        .iter()
+        .filter(|s| s.0 <= s.1)
+        .flat_map(|&(a, b)| [(a, 1), (b, -1)])
+        .collect();
+    edges.sort_unstable_by_key(|&(t, d)| (t, d));
+    let (mut now, mut max_in_flight) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        max_in_flight = max_in_flight.max(now);
+    }
+    Ok(PipelineRun {
+        cycles: ex.end,
+        predictions,
+        max_in_flight: max_in_flight as usize,
+    })
 }
 
 /// Progress callback: (samples done, samples total, phase name).
@@ -160,9 +308,11 @@ pub fn train(
     check_shapes(&program, data)?;
     let started = Instant::now();
     let mut m = Machine::new(program)?;
+    m.engine = opts.engine;
     let net = m.program().network.clone();
     let sync = m.program().chip.costs.sync as u64;
     let n = data.train.len();
+    let mut max_in_flight = 1;
     let total = opts.epochs as u64 * n as u64;
     let mut x = Vec::new();
     let mut train_cycles: Cycles = 0;
@@ -171,11 +321,40 @@ pub fn train(
     let mut step = 0u64;
     let mut train_counters = Counters::default();
     let contrastive = m.program().layers.iter().any(|l| l.loss.is_contrastive());
+    let critical_paths = critical_paths(m.program(), data, opts.engine)?;
+    let mut links: Vec<LinkStats> = m.all_link_stats().to_vec();
+    links.iter_mut().for_each(|l| {
+        *l = LinkStats {
+            from: l.from,
+            dir: l.dir,
+            ..Default::default()
+        }
+    });
     for epoch in 0..opts.epochs {
         let before = m.counters.clone();
+        let links_before = m.all_link_stats().to_vec();
         let order = epoch_order(n, opts.seed, epoch);
         let mut correct = 0u64;
-        for (j, &i) in order.iter().enumerate() {
+        if opts.schedule == Schedule::Pipelined {
+            let fmt = net.input_format;
+            let run = train_pipelined(
+                &mut m,
+                n,
+                &mut |j, x| encode_input(data.train.image(order[j]), data.max_value, fmt, x),
+                &|j| data.train.label(order[j]),
+            )?;
+            for (j, p) in run.predictions.iter().enumerate() {
+                correct += (*p == Some(data.train.label(order[j]))) as u64;
+            }
+            train_cycles += run.cycles + sync;
+            step += n as u64;
+            max_in_flight = max_in_flight.max(run.max_in_flight);
+        }
+        for (j, &i) in order
+            .iter()
+            .enumerate()
+            .filter(|_| opts.schedule == Schedule::Sequential)
+        {
             if step.is_multiple_of(net.target_refresh as u64) {
                 let t = refresh_targets(&mut m)?;
                 target_cycles += t;
@@ -212,6 +391,11 @@ pub fn train(
             train_cycles += apply_batch(&mut m)? + sync;
         }
         train_counters.add(&m.counters.since(&before));
+        for ((acc, now), was) in links.iter_mut().zip(m.all_link_stats()).zip(&links_before) {
+            acc.packets += now.packets - was.packets;
+            acc.stall_contention += now.stall_contention - was.stall_contention;
+            acc.stall_backpressure += now.stall_backpressure - was.stall_backpressure;
+        }
         let test = evaluate(&mut m, &data.test, data.max_value, progress)?;
         epochs.push(EpochLog {
             epoch: epoch + 1,
@@ -236,6 +420,11 @@ pub fn train(
         shuffle_seed: opts.seed,
         seconds: started.elapsed().as_secs_f64(),
         synaptic_ops: m.counters.synaptic_ops,
+        engine: opts.engine,
+        schedule: opts.schedule,
+        max_in_flight,
+        links: used(links),
+        critical_paths,
     };
     let report = Report::new(&trained, &data.name, &train_counters, &test_counters, runs);
     Ok((trained, report))
@@ -243,9 +432,22 @@ pub fn train(
 
 /// Inference only, over both splits.
 pub fn run(program: Program, data: &Dataset, progress: Progress) -> Result<Report, EmuError> {
+    run_on(program, data, EngineKind::Event, progress)
+}
+
+/// Inference only, over both splits, on the given engine.
+pub fn run_on(
+    program: Program,
+    data: &Dataset,
+    engine: EngineKind,
+    progress: Progress,
+) -> Result<Report, EmuError> {
     check_shapes(&program, data)?;
     let started = Instant::now();
+    let mut critical_paths = critical_paths(&program, data, engine)?;
+    critical_paths.train_sample.clear();
     let mut m = Machine::new(program)?;
+    m.engine = engine;
     let train_eval = evaluate(&mut m, &data.train, data.max_value, progress)?;
     let before = m.counters.clone();
     let test_eval = evaluate(&mut m, &data.test, data.max_value, progress)?;
@@ -261,6 +463,11 @@ pub fn run(program: Program, data: &Dataset, progress: Progress) -> Result<Repor
         shuffle_seed: 0,
         seconds: started.elapsed().as_secs_f64(),
         synaptic_ops: m.counters.synaptic_ops,
+        engine,
+        schedule: Schedule::Sequential,
+        max_in_flight: 1,
+        links: m.link_stats(),
+        critical_paths,
     };
     let program = m.trained_program();
     Ok(Report::new(
@@ -270,4 +477,61 @@ pub fn run(program: Program, data: &Dataset, progress: Progress) -> Result<Repor
         &test_counters,
         runs,
     ))
+}
+
+/// The links that carried or stalled a packet.
+fn used(links: Vec<LinkStats>) -> Vec<LinkStats> {
+    links
+        .into_iter()
+        .filter(|l| l.packets > 0 || l.stall_contention > 0 || l.stall_backpressure > 0)
+        .collect()
+}
+
+/// The critical paths of the first training sample (after a target refresh, from the initial
+/// weights) and of the first test inference, traced on a separate machine so training is not
+/// affected.
+pub fn critical_paths(
+    program: &Program,
+    data: &Dataset,
+    engine: EngineKind,
+) -> Result<CriticalPaths, EmuError> {
+    let mut m = Machine::new(program.clone())?;
+    m.engine = engine;
+    let fmt = program.network.input_format;
+    let mut x = Vec::new();
+    let mut paths = CriticalPaths::default();
+    if !data.train.is_empty() {
+        refresh_targets(&mut m)?;
+        if program.network.batch > 1 && m.program().layers.iter().any(|l| l.loss.is_contrastive()) {
+            let b = (program.network.batch as usize).min(data.train.len());
+            let labels: Vec<usize> = (0..b).map(|i| data.train.label(i)).collect();
+            m.begin_batch(&labels)?;
+        }
+        encode_input(data.train.image(0), data.max_value, fmt, &mut x);
+        m.tracing = true;
+        m.run(
+            &[Phase::Forward, Phase::Learn],
+            0,
+            Some(&x),
+            Some(data.train.label(0)),
+        )?;
+        paths.train_sample = m
+            .last_trace
+            .take()
+            .map(|t| t.critical_path())
+            .unwrap_or_default();
+        m.tracing = false;
+    }
+    if !data.test.is_empty() {
+        refresh_targets(&mut m)?;
+        encode_input(data.test.image(0), data.max_value, fmt, &mut x);
+        m.tracing = true;
+        m.run(&[Phase::Forward], 0, Some(&x), None)?;
+        paths.inference = m
+            .last_trace
+            .take()
+            .map(|t| t.critical_path())
+            .unwrap_or_default();
+    }
+    Ok(paths)
 }
