@@ -100,6 +100,14 @@ enum Command {
         /// the next sample once it has updated for the current one; the same weights).
         #[arg(long, default_value = "sequential")]
         schedule: emu::train::Schedule,
+        /// Write a waveform (VCD, for GTKWave) of the training time line: per-core phase,
+        /// program counter, busy and waiting, a probed neuron's accumulator and output, router
+        /// buffers and link traffic.
+        #[arg(long)]
+        vcd: Option<PathBuf>,
+        /// The cycles of the waveform, FROM..TO.
+        #[arg(long, default_value = "0..20000")]
+        window: emu::vcd::Window,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -118,6 +126,12 @@ enum Command {
         /// The engine that steps the chip: `event` or `tick` (the slow reference).
         #[arg(long, default_value = "event")]
         engine: emu::engine::EngineKind,
+        /// Write a waveform (VCD) of the test split's inference time line.
+        #[arg(long)]
+        vcd: Option<PathBuf>,
+        /// The cycles of the waveform, FROM..TO.
+        #[arg(long, default_value = "0..20000")]
+        window: emu::vcd::Window,
         #[arg(long, short)]
         quiet: bool,
     },
@@ -363,6 +377,8 @@ fn real_main() -> Result<()> {
             output,
             engine,
             schedule,
+            vcd,
+            window,
             quiet,
         } => {
             if resolve_backend(backend, algorithm)? == Backend::F32 {
@@ -398,6 +414,7 @@ fn real_main() -> Result<()> {
                 seed,
                 schedule,
                 engine,
+                vcd: vcd.map(|p| (p, window)),
             };
             let (trained, rep) = emu::train(program, &data, &opts, &mut progress)?;
             bar.finish_and_clear();
@@ -415,13 +432,16 @@ fn real_main() -> Result<()> {
             train_limit,
             report,
             engine,
+            vcd,
+            window,
             quiet,
         } => {
             let p = load_program(&program, None, quiet)?;
             let data = load_data(&data, train_limit, test_limit)?;
             let bar = progress_bar(quiet);
             let mut progress = report_to(&bar);
-            let rep = emu::train::run_on(p, &data, engine, &mut progress)?;
+            let rep =
+                emu::train::run_on(p, &data, engine, vcd.map(|p| (p, window)), &mut progress)?;
             bar.finish_and_clear();
             finish(&rep, report.as_deref())?;
         }

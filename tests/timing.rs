@@ -246,3 +246,139 @@ fn the_worked_example_in_the_docs_is_what_the_emulator_does() {
         panic!("docs/timing-model.md's worked example is out of date; it should read:\n{expected}");
     }
 }
+
+/// A minimal VCD reader: signal names (scope.name) to identifiers, and every value change as
+/// (time, identifier, value).
+fn parse_vcd(
+    text: &str,
+) -> (
+    std::collections::HashMap<String, String>,
+    Vec<(u64, String, u64)>,
+) {
+    let mut ids = std::collections::HashMap::new();
+    let mut scopes: Vec<String> = Vec::new();
+    let mut changes = Vec::new();
+    let mut time = None;
+    let mut defs = true;
+    let mut last_time = 0;
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if defs {
+            match w.as_slice() {
+                ["$scope", "module", name, "$end"] => scopes.push(name.to_string()),
+                ["$upscope", "$end"] => {
+                    scopes.pop();
+                }
+                ["$var", "wire", _, id, name, "$end"] => {
+                    ids.insert(format!("{}.{name}", scopes.join(".")), id.to_string());
+                }
+                ["$enddefinitions", "$end"] => defs = false,
+                _ => {}
+            }
+            continue;
+        }
+        if let Some(t) = line.strip_prefix('#') {
+            let t: u64 = t.parse().expect("a time");
+            assert!(t >= last_time, "time goes back at #{t}");
+            last_time = t;
+            time = Some(t);
+        } else if let Some(rest) = line.strip_prefix('b') {
+            let (v, id) = rest.split_once(' ').expect("bVALUE ID");
+            changes.push((
+                time.unwrap(),
+                id.to_string(),
+                u64::from_str_radix(v, 2).unwrap(),
+            ));
+        } else if let Some(v) = line.strip_prefix(['0', '1']) {
+            changes.push((time.unwrap(), v.to_string(), line[..1].parse().unwrap()));
+        }
+    }
+    let known: std::collections::HashSet<&String> = ids.values().collect();
+    for (t, id, _) in &changes {
+        assert!(known.contains(id), "#{t}: undefined signal {id}");
+    }
+    (ids, changes)
+}
+
+#[test]
+fn the_waveform_shows_the_worked_example() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{dir}/examples/digits.ron")).unwrap();
+    let p = compiler::compile_str(&text, "digits", &ChipDescription::default())
+        .unwrap()
+        .program;
+    // The waveform's time line starts with the target refresh; the first sample follows.
+    let offset = Machine::new(p.clone())
+        .unwrap()
+        .run(&[Phase::Targets], 0, None, None)
+        .unwrap()
+        .end;
+    let mut d = data::digits();
+    d.train.truncate(1);
+    d.test.truncate(1);
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("worked.vcd");
+    let window = sigchip::emulator::vcd::Window {
+        from: 0,
+        to: offset + 1000,
+    };
+    sigchip::emulator::train::run_on(
+        p,
+        &d,
+        EngineKind::Event,
+        Some((path.clone(), window)),
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    let (ids, changes) = parse_vcd(&std::fs::read_to_string(&path).unwrap());
+    let values = |name: &str| -> Vec<(u64, u64)> {
+        let id = ids
+            .get(&format!("chip.{name}"))
+            .unwrap_or_else(|| panic!("no signal {name}"));
+        changes
+            .iter()
+            .filter(|c| &c.1 == id)
+            .map(|c| (c.0, c.2))
+            .collect()
+    };
+    let at = |name: &str, t: u64| -> u64 {
+        values(name)
+            .iter()
+            .filter(|c| c.0 <= t)
+            .last()
+            .map_or(0, |c| c.1)
+    };
+    // docs/timing-model.md, "Worked example": core0 waits for the input until 37, then runs
+    // recv (pc 0) at 37, mvm (pc 1) at 74, act at 111, send at 120, halt at 176.
+    let o = offset;
+    assert_eq!(at("core0.waiting", o + 36), 1);
+    assert_eq!(
+        (at("core0.waiting", o + 37), at("core0.busy", o + 37)),
+        (0, 1)
+    );
+    assert_eq!((at("core0.phase", o + 40), at("core0.pc", o + 40)), (3, 0));
+    assert_eq!(at("core0.pc", o + 74), 1);
+    assert_eq!(at("core0.pc", o + 73), 0);
+    assert_eq!(at("core0.pc", o + 120), 3);
+    assert_eq!(
+        values("core0.pc")
+            .iter()
+            .filter(|c| c.0 > o)
+            .map(|c| c.0 - o)
+            .collect::<Vec<_>>(),
+        [37, 74, 111, 120, 176]
+    );
+    // Idle after the halt; core2 receives at 320.
+    assert_eq!(
+        (at("core0.busy", o + 177), at("core0.phase", o + 177)),
+        (0, 0)
+    );
+    assert_eq!(
+        (at("core2.phase", o + 320), at("core2.waiting", o + 319)),
+        (3, 1)
+    );
+    // The input port's buffer fills from the sample's start; the first link carries its 36
+    // packets; the probed neuron's output appears at the `act`.
+    assert!(at("input_port.q_local", o + 1) > 0);
+    assert_eq!(at("input_port.sent_east", o + 40), 36);
+    assert_ne!(values("core0.out").len(), 0);
+}

@@ -104,6 +104,8 @@ pub struct TraceInstr {
     pub waited_from: Option<Cycles>,
     /// What it was charged for (see [`crate::timing::instr_cycles`]).
     pub activity: Activity,
+    /// The probed neuron's accumulator and output after the instruction (waveforms).
+    pub probe: (i64, i32),
 }
 
 /// A message as it crossed the network.
@@ -438,7 +440,10 @@ impl Machine {
             let m = run.messages[d.msg as usize]
                 .as_ref()
                 .expect("a live message");
-            if let Some(t) = run.trace.as_mut() {
+            let keep = self
+                .trace_window
+                .is_none_or(|(a, b)| (a..b).contains(&arrival) || (a..b).contains(&m.sent));
+            if let Some(t) = run.trace.as_mut().filter(|_| keep) {
                 t.messages.push(TraceMessage {
                     route: m.route,
                     from: m.from,
@@ -581,7 +586,9 @@ impl Machine {
                 _ => self.counters.recv_wait_cycles[ci] += t - from,
             }
         }
-        if let Some(tr) = run.trace.as_mut() {
+        let probe = self.probe(ci);
+        let keep = self.trace_window.is_none_or(|(a, b)| (a..b).contains(&t));
+        if let Some(tr) = run.trace.as_mut().filter(|_| keep) {
             tr.instrs.push(TraceInstr {
                 core: CoreId(ci as u16),
                 job: c.job as u32,
@@ -592,6 +599,7 @@ impl Machine {
                 cycles,
                 waited_from,
                 activity,
+                probe,
             });
         }
         c.ready = t + cycles;

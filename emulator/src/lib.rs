@@ -17,6 +17,7 @@ pub mod report;
 pub mod router;
 pub mod timing;
 pub mod train;
+pub mod vcd;
 
 pub use machine::{Counters, EmuError, Machine, Phase, RunResult};
 pub use report::Report;

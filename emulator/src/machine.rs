@@ -33,6 +33,8 @@ pub enum EmuError {
     },
     #[error("the data set does not fit the program: {0}")]
     Shape(String),
+    #[error("{0}")]
+    Output(String),
 }
 
 impl From<VerifyError> for EmuError {
@@ -197,6 +199,10 @@ pub struct Machine {
     /// When set, runs record a [`Trace`] (kept in `last_trace`).
     pub tracing: bool,
     pub last_trace: Option<Trace>,
+    /// When set, a trace keeps only what happens in these run-local cycles.
+    pub trace_window: Option<(Cycles, Cycles)>,
+    /// The neuron (column of each core) whose accumulator and output traces record.
+    pub probe_neuron: usize,
     pub counters: Counters,
     /// Counts updates, so every update of a synapse draws fresh random bits.
     update_step: u64,
@@ -326,6 +332,8 @@ impl Machine {
             engine: EngineKind::Event,
             tracing: false,
             last_trace: None,
+            trace_window: None,
+            probe_neuron: 0,
             counters,
             update_step: 0,
         })
@@ -441,6 +449,23 @@ impl Machine {
     /// Load and stalls of every link (used or not), in a fixed order, for differences.
     pub fn all_link_stats(&self) -> &[crate::router::LinkStats] {
         self.network.all_link_stats()
+    }
+
+    /// The probed neuron's accumulator and output on core `ci` (0 where the core has none).
+    pub(crate) fn probe(&self, ci: usize) -> (i64, i32) {
+        let c = &self.cores[ci];
+        let acc = c
+            .acc
+            .get(self.probe_neuron.min(c.acc.len().saturating_sub(1)));
+        let out = c
+            .out
+            .get(self.probe_neuron.min(c.out.len().saturating_sub(1)));
+        (acc.copied().unwrap_or(0), out.copied().unwrap_or(0))
+    }
+
+    /// The network, for waveforms.
+    pub fn network_mut(&mut self) -> &mut Network {
+        &mut self.network
     }
 
     pub(crate) fn core_count(&self) -> usize {

@@ -90,6 +90,10 @@ pub struct Network {
     /// When set, every change of a buffer's occupancy: (cycle, router, input direction, new
     /// occupancy), for waveforms.
     pub trace: Option<Vec<(Cycles, usize, usize, u32)>>,
+    /// When set, every packet crossing a link: (cycle, router, output direction).
+    pub link_trace: Option<Vec<(Cycles, usize, usize)>>,
+    /// When set, the traces keep only these cycles.
+    pub trace_window: Option<(Cycles, Cycles)>,
     /// The earliest ready cycle of any buffer head, when known (cleared by every change).
     next_ready: std::cell::Cell<Option<Option<Cycles>>>,
     /// Scratch space of [`Network::step`].
@@ -149,6 +153,8 @@ impl Network {
             stats,
             max_occupancy: vec![0; routers * DIRS],
             trace: None,
+            link_trace: None,
+            trace_window: None,
             next_ready: std::cell::Cell::new(Some(None)),
             moves: Vec::new(),
         }
@@ -297,6 +303,10 @@ impl Network {
                 self.active.remove(&(q / DIRS));
             }
             self.stats[link].packets += 1;
+            let keep = self.trace_window.is_none_or(|(a, b)| (a..b).contains(&now));
+            if let Some(t) = self.link_trace.as_mut().filter(|_| keep) {
+                t.push((now, link / DIRS, link % DIRS));
+            }
             match to {
                 Some((nr, nd)) => {
                     p.at += 1;
@@ -328,7 +338,8 @@ impl Network {
         if o > self.max_occupancy[q] {
             self.max_occupancy[q] = o;
         }
-        if let Some(t) = &mut self.trace {
+        let keep = self.trace_window.is_none_or(|(a, b)| (a..b).contains(&now));
+        if let Some(t) = self.trace.as_mut().filter(|_| keep) {
             t.push((now, q / DIRS, q % DIRS, o));
         }
     }

@@ -15,6 +15,7 @@ use crate::machine::{argmax, port_messages, Counters, EmuError, Machine, Phase};
 use crate::report::{self, CriticalPaths, Report};
 use crate::router::LinkStats;
 use crate::timing::Cycles;
+use crate::vcd::{Waveform, Window};
 use sigchip_isa::rng::SplitMix64;
 use sigchip_isa::{Program, QFormat};
 use std::time::Instant;
@@ -29,6 +30,8 @@ pub struct TrainOptions {
     pub schedule: Schedule,
     /// The engine that steps the chip.
     pub engine: EngineKind,
+    /// Write a waveform of this window of the training time line (all runs back to back).
+    pub vcd: Option<(std::path::PathBuf, Window)>,
 }
 
 impl TrainOptions {
@@ -39,6 +42,7 @@ impl TrainOptions {
             seed,
             schedule: Schedule::Sequential,
             engine: EngineKind::Event,
+            vcd: None,
         }
     }
 }
@@ -263,14 +267,28 @@ pub fn evaluate(
     max: u8,
     progress: Progress,
 ) -> Result<EvalResult, EmuError> {
-    refresh_targets(m)?;
+    evaluate_traced(m, split, max, progress, &mut None)
+}
+
+/// [`evaluate`], recording the window of `rec` (the refresh, then the samples back to back).
+fn evaluate_traced(
+    m: &mut Machine,
+    split: &Split,
+    max: u8,
+    progress: Progress,
+    rec: &mut Option<Waveform>,
+) -> Result<EvalResult, EmuError> {
+    let mut offset = traced(rec, m, 0, refresh_targets)?;
     let fmt = m.program().network.input_format;
     let sync = m.program().chip.costs.sync as u64;
     let mut x = Vec::new();
     let mut r = EvalResult::default();
     for i in 0..split.len() {
         encode_input(split.image(i), max, fmt, &mut x);
-        let res = m.run(&[Phase::Forward], 0, Some(&x), None)?;
+        let res = traced(rec, m, offset, |m| {
+            m.run(&[Phase::Forward], 0, Some(&x), None)
+        })?;
+        offset += res.end + sync;
         r.samples += 1;
         r.correct += (res.prediction == Some(split.label(i))) as u64;
         let layers = m.layer_predictions();
@@ -322,6 +340,10 @@ pub fn train(
     let mut train_counters = Counters::default();
     let contrastive = m.program().layers.iter().any(|l| l.loss.is_contrastive());
     let critical_paths = critical_paths(m.program(), data, opts.engine)?;
+    let mut rec = opts
+        .vcd
+        .as_ref()
+        .map(|(_, w)| Waveform::new(m.program().cores.len(), m.network_mut(), *w));
     let mut links: Vec<LinkStats> = m.all_link_stats().to_vec();
     links.iter_mut().for_each(|l| {
         *l = LinkStats {
@@ -337,12 +359,14 @@ pub fn train(
         let mut correct = 0u64;
         if opts.schedule == Schedule::Pipelined {
             let fmt = net.input_format;
-            let run = train_pipelined(
-                &mut m,
-                n,
-                &mut |j, x| encode_input(data.train.image(order[j]), data.max_value, fmt, x),
-                &|j| data.train.label(order[j]),
-            )?;
+            let run = traced(&mut rec, &mut m, train_cycles, |m| {
+                train_pipelined(
+                    m,
+                    n,
+                    &mut |j, x| encode_input(data.train.image(order[j]), data.max_value, fmt, x),
+                    &|j| data.train.label(order[j]),
+                )
+            })?;
             for (j, p) in run.predictions.iter().enumerate() {
                 correct += (*p == Some(data.train.label(order[j]))) as u64;
             }
@@ -356,7 +380,7 @@ pub fn train(
             .filter(|_| opts.schedule == Schedule::Sequential)
         {
             if step.is_multiple_of(net.target_refresh as u64) {
-                let t = refresh_targets(&mut m)?;
+                let t = traced(&mut rec, &mut m, train_cycles, refresh_targets)?;
                 target_cycles += t;
                 train_cycles += t + sync;
             }
@@ -364,7 +388,8 @@ pub fn train(
                 let end = (j + net.batch as usize).min(n);
                 let labels: Vec<usize> =
                     order[j..end].iter().map(|&i| data.train.label(i)).collect();
-                train_cycles += m.begin_batch(&labels)? + sync;
+                train_cycles +=
+                    traced(&mut rec, &mut m, train_cycles, |m| m.begin_batch(&labels))? + sync;
             }
             encode_input(
                 data.train.image(i),
@@ -373,14 +398,16 @@ pub fn train(
                 &mut x,
             );
             let label = data.train.label(i);
-            let res = m.run(&[Phase::Forward, Phase::Learn], 0, Some(&x), Some(label))?;
+            let res = traced(&mut rec, &mut m, train_cycles, |m| {
+                m.run(&[Phase::Forward, Phase::Learn], 0, Some(&x), Some(label))
+            })?;
             m.next_update_step();
             correct += (res.prediction == Some(label)) as u64;
             train_cycles += res.end + sync;
             step += 1;
             // Batches start with each epoch.
             if net.batch > 1 && (j as u64 + 1).is_multiple_of(net.batch as u64) {
-                train_cycles += apply_batch(&mut m)? + sync;
+                train_cycles += traced(&mut rec, &mut m, train_cycles, apply_batch)? + sync;
             }
             if j % 256 == 0 {
                 progress(epoch as u64 * n as u64 + j as u64, total, "training");
@@ -388,7 +415,7 @@ pub fn train(
         }
         // An epoch ends its last, partial mini-batch.
         if net.batch > 1 && !(n as u64).is_multiple_of(net.batch as u64) {
-            train_cycles += apply_batch(&mut m)? + sync;
+            train_cycles += traced(&mut rec, &mut m, train_cycles, apply_batch)? + sync;
         }
         train_counters.add(&m.counters.since(&before));
         for ((acc, now), was) in links.iter_mut().zip(m.all_link_stats()).zip(&links_before) {
@@ -408,6 +435,9 @@ pub fn train(
     let before = m.counters.clone();
     let test_eval = evaluate(&mut m, &data.test, data.max_value, progress)?;
     let test_counters = m.counters.since(&before);
+    if let (Some(w), Some((path, _))) = (rec, &opts.vcd) {
+        write_vcd(&w, path)?;
+    }
     let trained = m.trained_program();
     let runs = report::Runs {
         train_samples: step,
@@ -432,14 +462,16 @@ pub fn train(
 
 /// Inference only, over both splits.
 pub fn run(program: Program, data: &Dataset, progress: Progress) -> Result<Report, EmuError> {
-    run_on(program, data, EngineKind::Event, progress)
+    run_on(program, data, EngineKind::Event, None, progress)
 }
 
-/// Inference only, over both splits, on the given engine.
+/// Inference only, over both splits, on the given engine; `vcd` writes a waveform of a window
+/// of the test split's inference.
 pub fn run_on(
     program: Program,
     data: &Dataset,
     engine: EngineKind,
+    vcd: Option<(std::path::PathBuf, Window)>,
     progress: Progress,
 ) -> Result<Report, EmuError> {
     check_shapes(&program, data)?;
@@ -450,7 +482,13 @@ pub fn run_on(
     m.engine = engine;
     let train_eval = evaluate(&mut m, &data.train, data.max_value, progress)?;
     let before = m.counters.clone();
-    let test_eval = evaluate(&mut m, &data.test, data.max_value, progress)?;
+    let mut rec = vcd
+        .as_ref()
+        .map(|(_, w)| Waveform::new(m.program().cores.len(), m.network_mut(), *w));
+    let test_eval = evaluate_traced(&mut m, &data.test, data.max_value, progress, &mut rec)?;
+    if let (Some(w), Some((path, _))) = (rec, &vcd) {
+        write_vcd(&w, path)?;
+    }
     let test_counters = m.counters.since(&before);
     let runs = report::Runs {
         train_samples: 0,
@@ -534,4 +572,40 @@ pub fn critical_paths(
             .unwrap_or_default();
     }
     Ok(paths)
+}
+
+/// Runs `f` on `m`, recording it into the waveform when it starts before the window's end.
+fn traced<T>(
+    rec: &mut Option<Waveform>,
+    m: &mut Machine,
+    offset: Cycles,
+    f: impl FnOnce(&mut Machine) -> Result<T, EmuError>,
+) -> Result<T, EmuError> {
+    let window = rec.as_ref().and_then(|w| w.local_window(offset));
+    if let Some(w) = window {
+        m.tracing = true;
+        m.trace_window = Some(w);
+        let net = m.network_mut();
+        net.trace_window = Some(w);
+        net.trace = Some(Vec::new());
+        net.link_trace = Some(Vec::new());
+    }
+    let out = f(m)?;
+    if window.is_some() {
+        m.tracing = false;
+        let trace = m.last_trace.take().unwrap_or_default();
+        if let Some(w) = rec.as_mut() {
+            w.add(offset, &trace, m.network_mut());
+        }
+        let net = m.network_mut();
+        net.trace = None;
+        net.link_trace = None;
+        net.trace_window = None;
+    }
+    Ok(out)
+}
+
+fn write_vcd(w: &Waveform, path: &std::path::Path) -> Result<(), EmuError> {
+    std::fs::write(path, w.to_vcd())
+        .map_err(|e| EmuError::Output(format!("cannot write {}: {e}", path.display())))
 }
