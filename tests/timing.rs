@@ -247,14 +247,12 @@ fn the_worked_example_in_the_docs_is_what_the_emulator_does() {
     }
 }
 
+/// Signal names (`scope.name`) to VCD identifiers.
+type Ids = std::collections::HashMap<String, String>;
+
 /// A minimal VCD reader: signal names (scope.name) to identifiers, and every value change as
 /// (time, identifier, value).
-fn parse_vcd(
-    text: &str,
-) -> (
-    std::collections::HashMap<String, String>,
-    Vec<(u64, String, u64)>,
-) {
+fn parse_vcd(text: &str) -> (Ids, Vec<(u64, String, u64)>) {
     let mut ids = std::collections::HashMap::new();
     let mut scopes: Vec<String> = Vec::new();
     let mut changes = Vec::new();
@@ -344,7 +342,7 @@ fn the_waveform_shows_the_worked_example() {
         values(name)
             .iter()
             .filter(|c| c.0 <= t)
-            .last()
+            .next_back()
             .map_or(0, |c| c.1)
     };
     // docs/timing-model.md, "Worked example": core0 waits for the input until 37, then runs
