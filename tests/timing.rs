@@ -338,13 +338,8 @@ fn the_waveform_shows_the_worked_example() {
             .map(|c| (c.0, c.2))
             .collect()
     };
-    let at = |name: &str, t: u64| -> u64 {
-        values(name)
-            .iter()
-            .filter(|c| c.0 <= t)
-            .next_back()
-            .map_or(0, |c| c.1)
-    };
+    let at =
+        |name: &str, t: u64| -> u64 { values(name).iter().rfind(|c| c.0 <= t).map_or(0, |c| c.1) };
     // docs/timing-model.md, "Worked example": core0 waits for the input until 37, then runs
     // recv (pc 0) at 37, mvm (pc 1) at 74, act at 111, send at 120, halt at 176.
     let o = offset;
