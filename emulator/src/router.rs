@@ -16,7 +16,7 @@
 use crate::timing::Cycles;
 use serde::Serialize;
 use sigchip_isa::Program;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 /// Input and output directions of a router.
 const LOCAL: usize = 0;
@@ -37,10 +37,17 @@ struct Packet {
     /// Arbitration key: injection cycle, then global injection order.
     birth: Cycles,
     seq: u64,
+    /// Where it goes from here: the output direction and the buffer it enters there
+    /// (`EJECT` when it leaves the network).
+    out: u8,
+    next: u32,
 }
 
-/// A decided move of one step: (input buffer, the buffer it enters or `None` to eject, link).
-type Move = (usize, Option<(usize, usize)>, usize);
+/// `Packet::next` of a packet that leaves the network at this router.
+const EJECT: u32 = u32::MAX;
+
+/// A decided move of one step: (input buffer, link).
+type Move = (usize, usize);
 
 /// Load and stalls of one link (a router output), over a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -79,8 +86,10 @@ pub struct Network {
     queues: Vec<VecDeque<Packet>>,
     /// Per (router, input direction): queued packets plus packets on the link towards it.
     occupancy: Vec<u32>,
-    /// Routers with a non-empty input buffer.
-    active: BTreeSet<usize>,
+    /// Routers with a non-empty input buffer, and how many packets each holds.
+    active: Vec<usize>,
+    in_active: Vec<bool>,
+    held: Vec<u32>,
     packets: u64,
     seq: u64,
     /// Per (router, output direction).
@@ -94,8 +103,8 @@ pub struct Network {
     pub link_trace: Option<Vec<(Cycles, usize, usize)>>,
     /// When set, the traces keep only these cycles.
     pub trace_window: Option<(Cycles, Cycles)>,
-    /// The earliest ready cycle of any buffer head, when known (cleared by every change).
-    next_ready: std::cell::Cell<Option<Option<Cycles>>>,
+    /// The earliest ready cycle of any buffer head (`None`: the network is empty).
+    next_ready: Option<Cycles>,
     /// Scratch space of [`Network::step`].
     moves: Vec<Move>,
 }
@@ -147,7 +156,9 @@ impl Network {
             paths,
             queues: vec![VecDeque::new(); routers * DIRS],
             occupancy: vec![0; routers * DIRS],
-            active: BTreeSet::new(),
+            active: Vec::new(),
+            in_active: vec![false; routers],
+            held: vec![0; routers],
             packets: 0,
             seq: 0,
             stats,
@@ -155,7 +166,7 @@ impl Network {
             trace: None,
             link_trace: None,
             trace_window: None,
-            next_ready: std::cell::Cell::new(Some(None)),
+            next_ready: None,
             moves: Vec::new(),
         }
     }
@@ -175,6 +186,10 @@ impl Network {
     pub fn inject(&mut self, route: u16, msg: u32, packets: u64, first: Cycles, spacing: Cycles) {
         let src = self.paths[route as usize][0];
         let q = src * DIRS + LOCAL;
+        let (out, next) = self.next_hop(route, 0);
+        if self.queues[q].is_empty() {
+            self.next_ready = Some(self.next_ready.map_or(first, |n| n.min(first)));
+        }
         for k in 0..packets {
             let ready = first + k * spacing;
             self.queues[q].push_back(Packet {
@@ -185,42 +200,39 @@ impl Network {
                 ready,
                 birth: ready,
                 seq: self.seq,
+                out,
+                next,
             });
             self.seq += 1;
         }
         self.packets += packets;
-        self.next_ready.set(None);
         self.occupancy[q] += packets as u32;
         self.note(q, first);
-        self.active.insert(src);
+        self.hold(src, packets as u32);
+    }
+
+    /// Counts `n` more packets in router `r`'s buffers (it is active while it holds any).
+    fn hold(&mut self, r: usize, n: u32) {
+        if !self.in_active[r] {
+            self.in_active[r] = true;
+            self.active.push(r);
+        }
+        self.held[r] += n;
     }
 
     /// The next cycle at or after `now` at which stepping can change anything (`None` when the
     /// network is empty): a buffer head becomes ready.
     pub fn next_event(&self, now: Cycles) -> Option<Cycles> {
-        let next = match self.next_ready.get() {
-            Some(n) => n,
-            None => {
-                let n = self
-                    .active
-                    .iter()
-                    .flat_map(|&r| (0..DIRS).filter_map(move |d| self.queues[r * DIRS + d].front()))
-                    .map(|p| p.ready)
-                    .min();
-                self.next_ready.set(Some(n));
-                n
-            }
-        };
-        next.map(|n| n.max(now))
+        self.next_ready.map(|n| n.max(now))
     }
 
     /// The output direction a packet at path position `at` of `route` leaves by, and the
-    /// (router, input direction) it enters (`None` when it ejects here).
-    fn next_hop(&self, route: u16, at: u16) -> (usize, Option<(usize, usize)>) {
+    /// buffer (router x 5 + input direction) it enters ([`EJECT`] when it leaves here).
+    fn next_hop(&self, route: u16, at: u16) -> (u8, u32) {
         let path = &self.paths[route as usize];
         let here = path[at as usize];
         let Some(&next) = path.get(at as usize + 1) else {
-            return (LOCAL, None);
+            return (LOCAL as u8, EJECT);
         };
         let w = (self.width + 2) as usize;
         // West 1, east 2, north 3, south 4: the output towards the neighbour and the input
@@ -235,101 +247,107 @@ impl Network {
             debug_assert_eq!(next + w, here, "dimension-ordered paths move one router");
             (3, 4)
         };
-        (out, Some((next, inp)))
+        (out, (next * DIRS + inp) as u32)
     }
 
     /// One cycle of every router. Returns the messages whose tails were ejected.
     pub fn step(&mut self, now: Cycles) -> Vec<Delivery> {
-        // Decide on the state at the start of the cycle, then move.
+        let mut delivered = Vec::new();
         if self.next_event(now).is_none_or(|n| n > now) {
-            return Vec::new();
+            return delivered;
         }
-        self.next_ready.set(None);
+        // Decide on the state at the start of the cycle, then move. `next` collects the
+        // earliest cycle anything can happen after this one.
+        let mut next = Cycles::MAX;
         let mut moves = std::mem::take(&mut self.moves);
         moves.clear();
         for &r in &self.active {
-            // Ready heads of this router's buffers, by the output they want (at most one head
-            // per input buffer, so at most five per output).
-            let mut heads = [(0usize, 0u64, 0u64, 0usize); DIRS];
+            // Ready heads of this router's buffers (at most one per buffer), by output, oldest
+            // first.
+            let mut heads = [(0u8, 0u64, 0u64, 0usize); DIRS];
             let mut n = 0;
             for d in 0..DIRS {
                 let q = r * DIRS + d;
                 if let Some(p) = self.queues[q].front() {
                     if p.ready <= now {
-                        let (out, _) = self.next_hop(p.route, p.at);
-                        heads[n] = (out, p.birth, p.seq, q);
+                        heads[n] = (p.out, p.birth, p.seq, q);
                         n += 1;
+                    } else {
+                        next = next.min(p.ready);
                     }
                 }
             }
-            // By output, oldest first.
             let heads = &mut heads[..n];
             heads.sort_unstable();
             let mut i = 0;
             while i < heads.len() {
                 let out = heads[i].0;
-                let link = r * DIRS + out;
+                let link = r * DIRS + out as usize;
                 let mut sent = 0u32;
                 while i < heads.len() && heads[i].0 == out {
                     let q = heads[i].3;
                     i += 1;
-                    let p = self.queues[q][0];
-                    let (_, to) = self.next_hop(p.route, p.at);
+                    let to = self.queues[q][0].next;
                     if sent == self.bandwidth {
                         self.stats[link].stall_contention += 1;
+                        next = next.min(now + 1);
                         continue;
                     }
-                    if let Some((nr, nd)) = to {
-                        // One upstream link feeds each buffer, so this output is the only one
-                        // filling it this cycle.
-                        if self.occupancy[nr * DIRS + nd] + sent >= self.depth {
-                            self.stats[link].stall_backpressure += 1;
-                            continue;
-                        }
+                    // One upstream link feeds each buffer, so this output is the only one
+                    // filling it this cycle.
+                    if to != EJECT && self.occupancy[to as usize] + sent >= self.depth {
+                        self.stats[link].stall_backpressure += 1;
+                        next = next.min(now + 1);
+                        continue;
                     }
                     sent += 1;
-                    moves.push((q, to, link));
+                    moves.push((q, link));
                 }
             }
         }
-        let mut delivered = Vec::new();
-        for &(q, to, link) in &moves {
+        for &(q, link) in &moves {
             let mut p = self.queues[q].pop_front().expect("a decided head");
             self.occupancy[q] -= 1;
+            self.held[q / DIRS] -= 1;
             self.note(q, now);
-            if self.queues[q].is_empty()
-                && (0..DIRS).all(|d| self.queues[q / DIRS * DIRS + d].is_empty())
-            {
-                self.active.remove(&(q / DIRS));
+            if let Some(h) = self.queues[q].front() {
+                next = next.min(h.ready.max(now + 1));
             }
             self.stats[link].packets += 1;
             let keep = self.trace_window.is_none_or(|(a, b)| (a..b).contains(&now));
             if let Some(t) = self.link_trace.as_mut().filter(|_| keep) {
                 t.push((now, link / DIRS, link % DIRS));
             }
-            match to {
-                Some((nr, nd)) => {
-                    p.at += 1;
-                    p.ready = now + self.hop;
-                    let nq = nr * DIRS + nd;
-                    self.queues[nq].push_back(p);
-                    self.occupancy[nq] += 1;
-                    self.note(nq, now);
-                    self.active.insert(nr);
+            if p.next == EJECT {
+                self.packets -= 1;
+                if p.last {
+                    delivered.push(Delivery {
+                        msg: p.msg,
+                        route: p.route,
+                        cycle: now,
+                    });
                 }
-                None => {
-                    self.packets -= 1;
-                    if p.last {
-                        delivered.push(Delivery {
-                            msg: p.msg,
-                            route: p.route,
-                            cycle: now,
-                        });
-                    }
-                }
+                continue;
             }
+            let nq = p.next as usize;
+            p.at += 1;
+            p.ready = now + self.hop;
+            (p.out, p.next) = self.next_hop(p.route, p.at);
+            if self.queues[nq].is_empty() {
+                next = next.min(p.ready);
+            }
+            self.queues[nq].push_back(p);
+            self.occupancy[nq] += 1;
+            self.note(nq, now);
+            self.hold(nq / DIRS, 1);
         }
         self.moves = moves;
+        let (held, in_active) = (&self.held, &mut self.in_active);
+        self.active.retain(|&r| {
+            in_active[r] = held[r] > 0;
+            held[r] > 0
+        });
+        self.next_ready = (self.packets > 0).then_some(next);
         delivered
     }
 
