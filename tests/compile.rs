@@ -270,6 +270,7 @@ mod properties {
                     },
                     bias: true,
                     seed,
+                    neuron: Default::default(),
                 },
             )
     }

@@ -84,6 +84,7 @@ impl Net {
             },
             bias: self.bias,
             seed: self.seed,
+            neuron: Default::default(),
         }
     }
 

@@ -38,7 +38,9 @@ fn expected_cycles(i: &Instr, a: &sigchip::emulator::kernels::Activity, c: &Cost
             | Instr::Delta { .. }
             | Instr::DeltaT { .. }
             | Instr::Gram {}
-            | Instr::AddG {} => lanes(a.neurons),
+            | Instr::AddG {}
+            | Instr::NStep {}
+            | Instr::NStepT { .. } => lanes(a.neurons),
         }
 }
 
@@ -80,16 +82,20 @@ fn traced_training(p: Program, samples: usize) -> (Machine, Vec<Trace>) {
             m.begin_batch(&labels).unwrap();
             traces.push(m.last_trace.take().unwrap());
         }
-        m.run(&[Phase::Targets], 0, None, None).unwrap();
-        traces.push(m.last_trace.take().unwrap());
+        // Continuous time runs its target stream inside the sample.
+        let neuron = m.program().network.neuron;
+        let alongside = neuron.has_time() && !neuron.is_lif();
+        if !alongside {
+            m.run(&[Phase::Targets], 0, None, None).unwrap();
+            traces.push(m.last_trace.take().unwrap());
+        }
         encode_input(d.train.image(i), d.max_value, fmt, &mut x);
-        m.run(
-            &[Phase::Forward, Phase::Learn],
-            0,
-            Some(&x),
-            Some(d.train.label(i)),
-        )
-        .unwrap();
+        let phases: &[Phase] = if alongside {
+            &[Phase::Targets, Phase::Forward, Phase::Learn]
+        } else {
+            &[Phase::Forward, Phase::Learn]
+        };
+        m.run(phases, 0, Some(&x), Some(d.train.label(i))).unwrap();
         traces.push(m.last_trace.take().unwrap());
         m.next_update_step();
         if batch > 1 && (i + 1) % batch == 0 {
@@ -113,7 +119,16 @@ fn every_instruction_costs_what_the_cost_table_says() {
         .replace("projection: fixed_random", "projection: learned");
     let contrastive =
         std::fs::read_to_string(format!("{dir}/examples/digits_target_max.ron")).unwrap();
-    for (text, samples) in [(learned, 2), (contrastive, 16)] {
+    let example =
+        |name: &str| std::fs::read_to_string(format!("{dir}/examples/{name}.ron")).unwrap();
+    let summed = example("digits_snn_surrogate").replace("update: per_step", "update: summed");
+    for (text, samples) in [
+        (learned, 2),
+        (contrastive, 16),
+        (example("digits_snn_voltage"), 2),
+        (summed, 2),
+        (example("digits_ct_hebbian"), 2),
+    ] {
         let chip = odd_chip(1 << 24);
         let p = compiler::compile_str(&text, "t", &chip).unwrap().program;
         let costs = p.chip.costs;

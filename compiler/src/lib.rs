@@ -30,7 +30,10 @@ pub mod tile;
 pub mod validate;
 
 pub use baseline::{compile_algorithm, Algorithm, NotForwardOnly};
-pub use network::{parse, LayerDesc, LearningDesc, LossKind, NetworkDesc, ParseError};
+pub use network::{
+    parse, ContinuousDesc, Encoding, LayerDesc, LearningDesc, LifDesc, LossKind, NetworkDesc,
+    NeuronDesc, ParseError, Reset, SpikeLearning, SpikeReadout, UpdateTiming,
+};
 pub use place::PlaceError;
 pub use summary::Summary;
 pub use validate::{validate, ValidNetwork, ValidateError};
@@ -78,6 +81,9 @@ pub enum CompileError {
     Fit(#[from] FitError),
     #[error(transparent)]
     NotForwardOnly(#[from] NotForwardOnly),
+    /// The neuron model's parameters do not fit the chip's neuron state.
+    #[error("{0}")]
+    Neuron(String),
     /// The emitted program broke an invariant: a compiler bug, reported in full.
     #[error("internal compiler error: {0}")]
     Verify(VerifyError),
@@ -113,6 +119,7 @@ pub fn compile(
 pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compiled, CompileError> {
     let desc = net.desc();
     let quant = quantize::quantize(net, chip);
+    let (neuron, state_format) = neuron_model(desc, chip)?;
     let tilings: Vec<_> = quant
         .layers
         .iter()
@@ -140,6 +147,7 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
         readout: desc.readout,
         targets: desc.targets,
         batch: desc.learning.batch,
+        neuron,
     };
     let routes = route::route(&route_inputs);
     // Route operands are 16 bits wide.
@@ -167,6 +175,7 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
         readout: desc.readout,
         targets: desc.targets,
         keeps_targets_until,
+        neuron,
     });
 
     // Emit.
@@ -193,7 +202,9 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
             inputs: q.inputs,
             width: q.width,
             bias: q.bias,
-            activation: if is_output {
+            // A spiking layer's neuron function is the LIF unit; its learning signal is the
+            // potential itself (or the surrogate, handled by the learning unit).
+            activation: if is_output || neuron.is_lif() {
                 sigchip_isa::Activation::Identity
             } else {
                 desc.layers[l].activation
@@ -201,6 +212,7 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
             weight_format: q.weight_format,
             in_format: q.in_format,
             out_format: q.out_format,
+            state_format,
             loss: losses[l],
             lr_shift,
             rounding: desc.learning.rounding,
@@ -283,6 +295,7 @@ pub fn compile_valid(net: &ValidNetwork, chip: &ChipDescription) -> Result<Compi
             targets: desc.targets,
             lr_anneal_every: desc.learning.anneal_every,
             batch: desc.learning.batch,
+            neuron,
         },
         layers,
         cores,
@@ -368,4 +381,68 @@ fn fit_error(p: &Program, e: VerifyError) -> CompileError {
         }
         _ => e.into(),
     }
+}
+
+/// The chip's neuron model and the state format of every layer: `bits.state` wide with five
+/// integer bits (a 16-bit state is `s16.10`, range -32..32), so a threshold must lie in it.
+fn neuron_model(
+    desc: &NetworkDesc,
+    chip: &ChipDescription,
+) -> Result<(sigchip_isa::NeuronModel, sigchip_isa::QFormat), CompileError> {
+    use crate::network::NeuronDesc;
+    let bits = chip.bits.state;
+    let format = sigchip_isa::QFormat::new(bits, bits.saturating_sub(6).max(1) as i8);
+    let steps = |s: u32| -> Result<u16, CompileError> {
+        u16::try_from(s).map_err(|_| {
+            CompileError::Neuron(format!(
+                "neuron.steps: {s} time steps do not fit the chip's 16-bit step counter"
+            ))
+        })
+    };
+    let model = match desc.neuron {
+        NeuronDesc::Rate => sigchip_isa::NeuronModel::Rate,
+        NeuronDesc::Lif(l) => {
+            let raw = (l.threshold * (1u64 << format.frac) as f64).round();
+            if !(raw >= 1.0 && raw <= format.max_raw() as f64) {
+                return Err(CompileError::Neuron(format!(
+                    "neuron.threshold: {} is outside the neuron state's range: the chip's \
+                     {bits}-bit state ({format}) holds thresholds from {} to {}",
+                    l.threshold,
+                    format.to_f64(1),
+                    format.to_f64(format.max_raw() as i32)
+                )));
+            }
+            if l.leak_shift >= bits {
+                return Err(CompileError::Neuron(format!(
+                    "neuron.leak_shift: {} is wider than the chip's {bits}-bit neuron state; \
+                     must be in 1..{bits}",
+                    l.leak_shift
+                )));
+            }
+            sigchip_isa::NeuronModel::Lif {
+                threshold: raw as i32,
+                leak_shift: l.leak_shift,
+                reset: l.reset,
+                steps: steps(l.steps)?,
+                encoding: l.encoding,
+                learning: l.learning,
+                update: l.update,
+                readout: l.readout,
+            }
+        }
+        NeuronDesc::Continuous(c) => {
+            if c.tau_shift >= bits {
+                return Err(CompileError::Neuron(format!(
+                    "neuron.tau_shift: {} is wider than the chip's {bits}-bit neuron state; \
+                     must be in 0..{bits}",
+                    c.tau_shift
+                )));
+            }
+            sigchip_isa::NeuronModel::Continuous {
+                tau_shift: c.tau_shift,
+                steps: steps(c.steps)?,
+            }
+        }
+    };
+    Ok((model, format))
 }

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use sigchip_isa::{Activation, ProjectionMode, Readout, Rounding, TargetMode};
+pub use sigchip_isa::{Encoding, Reset, SpikeLearning, SpikeReadout, UpdateTiming};
 
 /// A sigprop network as the user writes it. Construction only: [`crate::validate()`] turns it into
 /// a [`crate::ValidNetwork`], which later passes require.
@@ -38,6 +39,73 @@ pub struct NetworkDesc {
     /// Seed of the initial weights and of the chip's stochastic rounding.
     #[serde(default)]
     pub seed: u64,
+    /// How neurons evolve within a sample: one activation (`rate`, the default), leaky
+    /// integrate-and-fire over time steps (`lif`), or continuous time (`continuous`).
+    #[serde(default)]
+    pub neuron: NeuronDesc,
+}
+
+/// How every layer's neurons evolve within a sample (sigprop.md sections 6 and 7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeuronDesc {
+    /// One activation `f(W x + b)` per sample.
+    #[default]
+    Rate,
+    /// Leaky integrate-and-fire over `steps` time steps:
+    /// `U[t] = U[t-1] - U[t-1] >> leak_shift + W s[t] + b - threshold * S[t-1]` (reset by
+    /// subtraction; `reset: zero` sets `U` to 0 after a spike instead), `S[t] = [U[t] > threshold]`.
+    Lif(LifDesc),
+    /// Continuous time, by forward Euler over `steps` time steps:
+    /// `h[t] = h[t-1] + (f(W x[t] + b) - h[t-1]) >> tau_shift` (`tau = 2^tau_shift` steps).
+    Continuous(ContinuousDesc),
+}
+
+/// Leaky integrate-and-fire neurons.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifDesc {
+    /// Firing threshold, in the neuron-state format's units (a real number, e.g. 1.0).
+    pub threshold: f64,
+    /// The leak: `U -= U >> leak_shift` every step (`beta = 1 - 2^-leak_shift`).
+    pub leak_shift: u8,
+    #[serde(default)]
+    pub reset: Reset,
+    /// Time steps per sample.
+    pub steps: u32,
+    /// How pixels become input spikes.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// What the local loss compares.
+    #[serde(default)]
+    pub learning: SpikeLearning,
+    /// When weights change.
+    #[serde(default)]
+    pub update: UpdateTiming,
+    /// How the output layer's activity becomes a prediction (`output_layer` readout).
+    #[serde(default)]
+    pub readout: SpikeReadout,
+}
+
+/// Continuous-time neurons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContinuousDesc {
+    /// `tau = 2^tau_shift` time steps.
+    pub tau_shift: u8,
+    /// Time steps per sample.
+    pub steps: u32,
+}
+
+impl NeuronDesc {
+    /// Time steps per sample (1 for rate neurons).
+    pub fn steps(&self) -> u32 {
+        match self {
+            NeuronDesc::Rate => 1,
+            NeuronDesc::Lif(l) => l.steps,
+            NeuronDesc::Continuous(c) => c.steps,
+        }
+    }
 }
 
 /// One hidden layer.
@@ -164,7 +232,10 @@ pub struct ParseError {
 /// The `parse` pass: RON text to a [`NetworkDesc`]; `origin` names the text in errors.
 pub fn parse(text: &str, origin: &str) -> Result<NetworkDesc, ParseError> {
     ron::Options::default()
-        .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+        .with_default_extension(
+            ron::extensions::Extensions::IMPLICIT_SOME
+                | ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES,
+        )
         .from_str(text)
         .map_err(|e| ParseError {
             origin: origin.into(),

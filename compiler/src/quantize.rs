@@ -121,7 +121,16 @@ pub fn quantize(net: &ValidNetwork, chip: &ChipDescription) -> Quantized {
     let mut errors = Vec::new();
     let mut in_format = input_format;
     for (i, (node, float)) in net.layers().zip(initial_weights(net)).enumerate() {
+        let voltage = matches!(
+            net.desc().neuron,
+            crate::network::NeuronDesc::Lif(crate::network::LifDesc {
+                learning: sigchip_isa::SpikeLearning::Voltage,
+                ..
+            })
+        );
         let out_format = match node {
+            // A membrane potential as a learning signal swings well beyond an activation.
+            _ if voltage => QFormat::new(a, a as i8 - 5),
             Node::Output { .. } => QFormat::new(a, a as i8 - 4),
             _ => QFormat::new(a, a as i8 - 3),
         };

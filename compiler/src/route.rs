@@ -117,6 +117,8 @@ pub struct RouteInputs<'a> {
     pub targets: TargetMode,
     /// Samples per weight update.
     pub batch: u32,
+    /// Spiking layers send their spikes (`spk`) onward instead of their outputs.
+    pub neuron: sigchip_isa::NeuronModel,
 }
 
 /// The `route` pass.
@@ -161,7 +163,7 @@ pub fn route(x: &RouteInputs) -> RouteTable {
                                 dst,
                             },
                             core(src),
-                            Buf::Out,
+                            x.sent_buf(),
                             lo - c0,
                             hi - lo,
                             core(dst),
@@ -290,10 +292,19 @@ pub fn route(x: &RouteInputs) -> RouteTable {
                 );
             }
             if last && !x.readout.is_nearest() {
+                // A spiking output layer reports its spikes for a spike-count readout, its
+                // learning signal for a membrane readout.
+                let buf = match x.neuron {
+                    sigchip_isa::NeuronModel::Lif {
+                        readout: sigchip_isa::SpikeReadout::SpikeCount,
+                        ..
+                    } => Buf::Spike,
+                    _ => Buf::Out,
+                };
                 t.add(
                     Purpose::Output { src: reducer },
                     core(reducer),
-                    Buf::Out,
+                    buf,
                     0,
                     cn,
                     Endpoint::Output,
@@ -319,6 +330,15 @@ pub fn route(x: &RouteInputs) -> RouteTable {
 }
 
 impl RouteInputs<'_> {
+    /// What a layer sends to the next: spikes for spiking layers, outputs otherwise.
+    pub fn sent_buf(&self) -> Buf {
+        if self.neuron.is_lif() {
+            Buf::Spike
+        } else {
+            Buf::Out
+        }
+    }
+
     /// Layers `0..n` (0-based) keep class targets: every hidden layer.
     pub fn keeps_targets_until(&self) -> usize {
         match self.readout {

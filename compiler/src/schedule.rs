@@ -30,6 +30,9 @@ pub struct ScheduleInputs<'a> {
     pub targets: TargetMode,
     /// Layers `0..keeps_targets_until` keep class targets.
     pub keeps_targets_until: usize,
+    /// Neurons with time replace `act` with `nstep` (a time step) and class targets build up
+    /// over the steps of the targets phase (`nstept`).
+    pub neuron: sigchip_isa::NeuronModel,
 }
 
 /// The `schedule` pass: streams for every core, indexed by core ID.
@@ -42,8 +45,9 @@ pub fn schedule(x: &ScheduleInputs) -> Vec<Streams> {
                 let at = At { l, rt, ct, me };
                 s.forward = forward(x, at);
                 s.learn = learn(x, at);
-                if x.batch > 1 {
-                    // Mini-batches: updates accumulate per synapse and apply at the batch's end.
+                if x.batch > 1 || x.neuron.sums_updates() {
+                    // Mini-batches (or a sample's summed time steps): updates accumulate per
+                    // synapse and apply at the batch's (sample's) end.
                     for i in s.learn.iter_mut() {
                         if let Instr::Upd { pre } = *i {
                             *i = Instr::GAcc { pre };
@@ -94,7 +98,10 @@ impl ScheduleInputs<'_> {
     /// Sends of this reducer's outputs to the next layer.
     fn send_outputs(&self, me: CoreId, s: &mut Vec<Instr>) {
         for r in &self.routes.routes {
-            if r.src == Endpoint::Core(me) && r.src_buf == Buf::Out && r.dst_buf == Buf::In {
+            if r.src == Endpoint::Core(me)
+                && matches!(r.src_buf, Buf::Out | Buf::Spike)
+                && r.dst_buf == Buf::In
+            {
                 s.push(Instr::Send { route: r.id });
             }
         }
@@ -121,7 +128,11 @@ impl ScheduleInputs<'_> {
             });
             s.push(Instr::AddPs {});
         }
-        s.push(Instr::Act {});
+        s.push(if self.neuron.has_time() {
+            Instr::NStep {}
+        } else {
+            Instr::Act {}
+        });
     }
 
     /// Partial scores to the leader, or (leader) gather them.
@@ -320,6 +331,7 @@ fn targets(x: &ScheduleInputs, at: At) -> Vec<Instr> {
     let mut s = Vec::new();
     let learned = x.targets == TargetMode::Learned || x.losses[at.l].needs_target_inputs();
     let next_keeps = at.l + 1 < x.keeps_targets_until;
+    let time = x.neuron.has_time();
     for k in 0..x.classes as u8 {
         if at.l == 0 && !x.to_input {
             // Layer 1 looks its targets up in the projection: only reducers hold one.
@@ -327,14 +339,26 @@ fn targets(x: &ScheduleInputs, at: At) -> Vec<Instr> {
                 continue;
             }
             s.push(Instr::Proj { class: Class(k) });
-            s.push(Instr::Act {});
+            if !time {
+                s.push(Instr::Act {});
+            }
         } else {
             x.multiply_and_reduce(at, &mut s, learned.then_some(k));
             if at.rt > 0 {
                 continue;
             }
+            if time {
+                // `multiply_and_reduce` ended with the data stream's `nstep`.
+                s.pop();
+            }
         }
-        s.push(Instr::TStore { class: Class(k) });
+        // With time the class's own neuron state steps and its target builds up over the
+        // targets phase's steps.
+        s.push(if time {
+            Instr::NStepT { class: Class(k) }
+        } else {
+            Instr::TStore { class: Class(k) }
+        });
         if next_keeps {
             x.send_outputs(at.me, &mut s);
         }

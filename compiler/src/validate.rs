@@ -205,6 +205,7 @@ pub fn validate(desc: NetworkDesc, origin: &str) -> Result<ValidNetwork, Validat
             format!("is {b}: mini-batches are supported with `targets: constant` only"),
         );
     }
+    check_neuron(&desc, &mut bad);
     let lr_ok = |s: u8| s <= 30;
     if !lr_ok(desc.learning.lr_shift) {
         bad(
@@ -311,4 +312,91 @@ pub fn validate(desc: NetworkDesc, origin: &str) -> Result<ValidNetwork, Validat
         });
     }
     Ok(ValidNetwork { desc, graph, order })
+}
+
+/// Largest number of time steps per sample.
+pub const MAX_STEPS: u32 = 1024;
+
+/// The neuron model's parameters and what it combines with.
+fn check_neuron(desc: &NetworkDesc, bad: &mut dyn FnMut(String, String)) {
+    use crate::network::{LossKind, NeuronDesc};
+    let steps = desc.neuron.steps();
+    if desc.neuron != NeuronDesc::Rate && !(1..=MAX_STEPS).contains(&steps) {
+        bad(
+            "neuron.steps".into(),
+            format!("is {steps}, must be in 1..={MAX_STEPS} time steps per sample"),
+        );
+    }
+    match desc.neuron {
+        NeuronDesc::Rate => {}
+        NeuronDesc::Lif(l) => {
+            if !(l.threshold.is_finite() && l.threshold > 0.0) {
+                bad(
+                    "neuron.threshold".into(),
+                    format!("is {}, must be a positive number", l.threshold),
+                );
+            }
+            if l.leak_shift == 0 {
+                bad(
+                    "neuron.leak_shift".into(),
+                    "is 0, which would drop the whole potential every step; must be at least 1"
+                        .into(),
+                );
+            }
+            if desc.loss != LossKind::LabelDirect {
+                bad(
+                    "loss".into(),
+                    format!(
+                        "is `{}`; spiking layers learn with `label_direct` (on the membrane \
+                         potential or its surrogate)",
+                        desc.loss
+                    ),
+                );
+            }
+        }
+        NeuronDesc::Continuous(_) => {
+            if desc.target_refresh != 1 {
+                bad(
+                    "target_refresh".into(),
+                    format!(
+                        "is {}; continuous-time layers run the target stream alongside the data \
+                         stream at every step: use target_refresh: 1",
+                        desc.target_refresh
+                    ),
+                );
+            }
+            if !matches!(desc.loss, LossKind::Hebbian { .. } | LossKind::L2) {
+                bad(
+                    "loss".into(),
+                    format!(
+                        "is `{}`; continuous-time layers learn with the `hebbian` rule (or `l2`) \
+                         at every step",
+                        desc.loss
+                    ),
+                );
+            }
+        }
+    }
+    if desc.neuron != NeuronDesc::Rate {
+        if desc.learning.batch != 1 {
+            bad(
+                "learning.batch".into(),
+                format!(
+                    "is {}; neurons with time learn at every step (or summed over a sample's \
+                     steps): use learning.batch: 1",
+                    desc.learning.batch
+                ),
+            );
+        }
+        if desc.projection != sigchip_isa::ProjectionMode::FixedRandom
+            || desc.targets != sigchip_isa::TargetMode::Constant
+        {
+            bad(
+                "projection".into(),
+                "neurons with time take their class targets from a `fixed_random` projection \
+                 with `targets: constant`"
+                    .into(),
+            );
+        }
+    }
 }

@@ -57,6 +57,8 @@ pub struct Job {
     pub step: u64,
     /// The sample it belongs to (outputs are collected per sample).
     pub sample: u32,
+    /// The time step within the sample (neurons with time; 0 otherwise).
+    pub tau: u16,
 }
 
 /// A message the input port sends.
@@ -461,8 +463,15 @@ impl Machine {
                 if out.output.is_empty() {
                     out.output = vec![0; classes];
                 }
+                // A sample's outputs add up over its time steps (spike counts, summed
+                // potentials); a sample without time sends each value once.
                 let at = route.dst_start as usize;
-                out.output[at..at + m.values.len()].copy_from_slice(&m.values);
+                for (o, v) in out.output[at..at + m.values.len()]
+                    .iter_mut()
+                    .zip(&m.values)
+                {
+                    *o += v;
+                }
                 out.at = Some(out.at.map_or(arrival, |o| o.max(arrival)));
                 run.out.end = run.out.end.max(arrival);
                 continue;
@@ -569,7 +578,7 @@ impl Machine {
                 timing::instr_cycles(&instr, &Default::default(), packets, &costs)
             }
             _ => {
-                let (c, a, h) = self.exec(ci, instr, job.phase, job.step)?;
+                let (c, a, h) = self.exec(ci, instr, job.phase, job.step, job.tau)?;
                 halt = h;
                 activity = a;
                 c

@@ -23,6 +23,8 @@ pub struct Activity {
     pub entries: u64,
     /// Packets of a message sent or received (set by the engine for `send` and `recv`).
     pub packets: u64,
+    /// Spikes emitted by a spiking neuron step.
+    pub spikes: u64,
 }
 
 /// `acc[c] = sat(sum_r w[r][c] * x[r])` over non-zero `x[r]` (a zero input sends no event).
@@ -47,6 +49,7 @@ pub fn mvm(w: &[i32], cols: usize, x: &[i32], acc: &mut [i64], acc_fmt: QFormat)
         saturations,
         entries: 0,
         packets: 0,
+        spikes: 0,
     }
 }
 
@@ -511,6 +514,123 @@ pub fn delta_target_mismatch(
     Activity {
         neurons: out.len() as u64,
         ..Default::default()
+    }
+}
+
+/// What a neuron step needs to know about its layer.
+#[derive(Clone, Copy, Debug)]
+pub struct NeuronParams {
+    pub model: sigchip_isa::NeuronModel,
+    /// The activation `f` (continuous time).
+    pub act: Activation,
+    pub state_fmt: QFormat,
+    /// From the accumulator's fraction bits to the state's.
+    pub state_shift: i32,
+    pub out_fmt: QFormat,
+}
+
+/// One time step of neurons with time, from the accumulators: the state of each column
+/// (`state`, reset at the sample's first step with the spikes), the spikes (`spk`, 1.0 in the
+/// output format) and the learning signal or output (`out`).
+///
+/// - LIF: `I = acc` in the state format; `U = U - (U >> leak) + I - threshold * [spiked]`
+///   (reset `zero`: `U = I` after a spike), saturated; spike when `U > threshold`;
+///   `out = U` in the output format (`voltage`) or `clamp(U / (2 threshold), 0, 1)` rounded to
+///   nearest (`surrogate`).
+/// - Continuous time: `a = acc` in the state format, `h += (f(a) - h) >> tau_shift` (an
+///   arithmetic shift), saturated; `out = h` in the output format.
+pub fn neuron_step(
+    p: &NeuronParams,
+    first: bool,
+    acc: &[i64],
+    state: &mut [i64],
+    spk: &mut [i32],
+    out: &mut [i32],
+) -> Activity {
+    use sigchip_isa::{NeuronModel, Reset, SpikeLearning};
+    let mut a = Activity {
+        neurons: acc.len() as u64,
+        ..Default::default()
+    };
+    if first {
+        state.fill(0);
+        spk.fill(0);
+    }
+    let (sf, of) = (p.state_fmt.frac as i32, p.out_fmt.frac as i32);
+    let to_out = |v: i64| p.out_fmt.saturate(round_shift(v, sf - of));
+    match p.model {
+        NeuronModel::Lif {
+            threshold,
+            leak_shift,
+            reset,
+            learning,
+            ..
+        } => {
+            let theta = threshold as i64;
+            let one = (1i64 << of).min(p.out_fmt.max_raw());
+            for c in 0..acc.len() {
+                let i = round_shift(acc[c], p.state_shift);
+                let u = state[c];
+                let leaked = u - (u >> leak_shift) + i;
+                let u = match (reset, spk[c] != 0) {
+                    (Reset::Subtract, true) => leaked - theta,
+                    (Reset::Zero, true) => i,
+                    (_, false) => leaked,
+                };
+                let (u, sat) = p.state_fmt.saturate(u);
+                a.saturations += sat as u64;
+                state[c] = u as i64;
+                let fired = u as i64 > theta;
+                spk[c] = if fired { one as i32 } else { 0 };
+                a.spikes += fired as u64;
+                out[c] = match learning {
+                    SpikeLearning::Voltage => {
+                        let (v, sat) = to_out(u as i64);
+                        a.saturations += sat as u64;
+                        v
+                    }
+                    SpikeLearning::Surrogate => {
+                        let v = ((u as i64) << of) + theta;
+                        (v.div_euclid(2 * theta)).clamp(0, one) as i32
+                    }
+                };
+            }
+        }
+        NeuronModel::Continuous { tau_shift, .. } => {
+            for c in 0..acc.len() {
+                let x = round_shift(acc[c], p.state_shift);
+                let fx = match p.act {
+                    Activation::Relu => x.max(0),
+                    Activation::LeakyRelu { shift } if x < 0 => x >> shift,
+                    _ => x,
+                };
+                let h = state[c];
+                let (h, sat) = p.state_fmt.saturate(h + ((fx - h) >> tau_shift));
+                a.saturations += sat as u64;
+                state[c] = h as i64;
+                let (v, sat) = to_out(h as i64);
+                a.saturations += sat as u64;
+                out[c] = v;
+            }
+        }
+        NeuronModel::Rate => unreachable!("rate neurons use `act`"),
+    }
+    a
+}
+
+/// `surrogate` learning: the derivative of the hard sigmoid, `1 / (2 threshold)` (a shift)
+/// where `0 < out < 1` and 0 elsewhere, applied to the errors `delta`.
+pub fn surrogate_gate(out: &[i32], one: i32, shift: i32, delta: &mut [i64]) {
+    for (d, &o) in delta.iter_mut().zip(out) {
+        *d = if o > 0 && o < one {
+            if shift >= 0 {
+                *d >> shift
+            } else {
+                *d << -shift
+            }
+        } else {
+            0
+        };
     }
 }
 

@@ -124,6 +124,8 @@ pub struct Counters {
     pub active_outputs: Vec<u64>,
     /// Neuron outputs of the data stream, by layer.
     pub outputs: Vec<u64>,
+    /// Spikes of the data stream, by layer (spiking networks).
+    pub spikes: Vec<u64>,
 }
 
 struct LayerRt {
@@ -143,6 +145,13 @@ struct LayerRt {
     in_frac: i32,
     lr: i32,
     rounding: Rounding,
+    /// Neurons with time: the state format and the shift from the accumulator into it.
+    state_fmt: QFormat,
+    state_shift: i32,
+    /// The continuous-time neuron function (the layer's activation).
+    act_time: Activation,
+    /// `surrogate` learning: the shift of `g'(U) = 1 / (2 threshold)`, rounded to a power of two.
+    surrogate_shift: Option<i32>,
 }
 
 /// The state of one core: its memories, as struct-of-arrays buffers.
@@ -165,6 +174,13 @@ struct Core {
     label: usize,
     tgt: Vec<i32>,
     tgtin: Vec<i32>,
+    /// Neurons with time: the state of each column and its spike (1.0 in the output format) of
+    /// the current step; per class, the target stream's state, spikes and running sum.
+    state: Vec<i64>,
+    spk: Vec<i32>,
+    tstate: Vec<i64>,
+    tspk: Vec<i32>,
+    tsum: Vec<i64>,
     /// Per-synapse gradient accumulators (mini-batches only).
     grad: Vec<i64>,
     /// The mini-batch's labels (a batch-contrastive leader).
@@ -203,6 +219,8 @@ pub struct Machine {
     pub trace_window: Option<(Cycles, Cycles)>,
     /// The neuron (column of each core) whose accumulator and output traces record.
     pub probe_neuron: usize,
+    /// The input encoder's key of the next sample (spiking inputs); the update step when unset.
+    pub sample_key: Option<u64>,
     pub counters: Counters,
     /// Counts updates, so every update of a synapse draws fresh random bits.
     update_step: u64,
@@ -259,6 +277,20 @@ impl Machine {
                     in_frac: inf,
                     lr: l.lr_shift as i32,
                     rounding: l.rounding,
+                    state_fmt: l.state_format,
+                    act_time: l.activation,
+                    state_shift: wf + inf - l.state_format.frac as i32,
+                    surrogate_shift: match program.network.neuron {
+                        sigchip_isa::NeuronModel::Lif {
+                            learning: sigchip_isa::SpikeLearning::Surrogate,
+                            threshold,
+                            ..
+                        } => Some(
+                            ((2.0 * threshold as f64).log2() - l.state_format.frac as f64).round()
+                                as i32,
+                        ),
+                        _ => None,
+                    },
                 }
             })
             .collect();
@@ -274,6 +306,7 @@ impl Machine {
                     inb[rows - 1] = 1 << l.in_format.frac;
                 }
                 let reducer = c.tile.is_reducer();
+                let time = program.network.neuron.has_time();
                 Core {
                     layer: c.layer.index() - 1,
                     cols,
@@ -301,7 +334,7 @@ impl Machine {
                     } else {
                         Vec::new()
                     },
-                    grad: if program.network.batch > 1 {
+                    grad: if program.network.batch > 1 || program.network.neuron.sums_updates() {
                         vec![0; rows * cols]
                     } else {
                         Vec::new()
@@ -310,6 +343,32 @@ impl Machine {
                     gram: vec![0; buffer_len(&program, c, Buf::Gram)],
                     gram_in: vec![0; buffer_len(&program, c, Buf::GramIn)],
                     gram_part: vec![0; buffer_len(&program, c, Buf::GramPart)],
+                    state: vec![0; if time && reducer { cols } else { 0 }],
+                    spk: vec![0; if time && reducer { cols } else { 0 }],
+                    tstate: vec![
+                        0;
+                        if time && reducer && l.keeps_targets {
+                            classes * cols
+                        } else {
+                            0
+                        }
+                    ],
+                    tspk: vec![
+                        0;
+                        if time && reducer && l.keeps_targets {
+                            classes * cols
+                        } else {
+                            0
+                        }
+                    ],
+                    tsum: vec![
+                        0;
+                        if time && reducer && l.keeps_targets {
+                            classes * cols
+                        } else {
+                            0
+                        }
+                    ],
                 }
             })
             .collect();
@@ -321,6 +380,7 @@ impl Machine {
             send_wait_cycles: vec![0; program.cores.len()],
             active_outputs: vec![0; program.layers.len()],
             outputs: vec![0; program.layers.len()],
+            spikes: vec![0; program.layers.len()],
             ..Default::default()
         };
         Ok(Machine {
@@ -334,6 +394,7 @@ impl Machine {
             last_trace: None,
             trace_window: None,
             probe_neuron: 0,
+            sample_key: None,
             counters,
             update_step: 0,
         })
@@ -397,15 +458,10 @@ impl Machine {
         batch: Option<&[usize]>,
     ) -> Result<RunResult, EmuError> {
         let step = self.update_step;
-        let jobs: Vec<Job> = phases
-            .iter()
-            .map(|&phase| Job {
-                phase,
-                step,
-                sample: 0,
-            })
-            .collect();
-        let mut messages = Some(self.port_messages(phases, input, label, batch, 0));
+        let key = self.sample_key.unwrap_or(step);
+        let (jobs, messages) =
+            sample_work(&self.program, phases, step, 0, key, input, label, batch);
+        let mut messages = Some(messages);
         let mut feed = |s: u32, out: &mut Vec<PortMessage>| match (s, messages.take()) {
             (0, Some(m)) => {
                 out.extend(m);
@@ -516,6 +572,7 @@ impl Machine {
         instr: Instr,
         phase: Phase,
         step: u64,
+        tau: u16,
     ) -> Result<(Cycles, Activity, bool), EmuError> {
         let costs = self.program.chip.costs;
         let classes = self.program.network.classes as usize;
@@ -528,6 +585,76 @@ impl Machine {
             Instr::Halt {} => halt = true,
             Instr::Recv { .. } | Instr::Send { .. } => {
                 unreachable!("the engine moves messages")
+            }
+            Instr::NStep {} | Instr::NStepT { .. } => {
+                let net = &self.program.network;
+                let params = kernels::NeuronParams {
+                    model: net.neuron,
+                    act: layer.act_time,
+                    state_fmt: layer.state_fmt,
+                    state_shift: layer.state_shift,
+                    out_fmt: layer.out_fmt,
+                };
+                let (first, last) = (tau == 0, tau + 1 == net.neuron.steps());
+                let cols = core.cols;
+                if let Instr::NStepT { class } = instr {
+                    let k = class.0 as usize;
+                    let r = k * cols..(k + 1) * cols;
+                    a = kernels::neuron_step(
+                        &params,
+                        first,
+                        &core.acc,
+                        &mut core.tstate[r.clone()],
+                        &mut core.tspk[r.clone()],
+                        &mut core.out,
+                    );
+                    if !core.spk.is_empty() {
+                        core.spk.copy_from_slice(&core.tspk[r.clone()]);
+                    }
+                    // The class target: the mean of the signal over the steps (LIF), or the
+                    // stream's state at this step (continuous time).
+                    let sum = &mut core.tsum[r.clone()];
+                    if first {
+                        sum.fill(0);
+                    }
+                    for (s, &o) in sum.iter_mut().zip(&core.out) {
+                        *s += o as i64;
+                    }
+                    if !net.neuron.is_lif() {
+                        // Continuous time: the class target is the stream's current state.
+                        core.tgt[r].copy_from_slice(&core.out);
+                    } else if last {
+                        let n = net.neuron.steps() as i64;
+                        for (j, t) in core.tgt[r].iter_mut().enumerate() {
+                            *t = if net.neuron.is_lif() {
+                                (sum[j] + n / 2).div_euclid(n) as i32
+                            } else {
+                                core.out[j]
+                            };
+                        }
+                    }
+                } else {
+                    a = kernels::neuron_step(
+                        &params,
+                        first,
+                        &core.acc,
+                        &mut core.state,
+                        &mut core.spk,
+                        &mut core.out,
+                    );
+                    if phase == Phase::Forward {
+                        let active = if net.neuron.is_lif() {
+                            a.spikes
+                        } else {
+                            core.out.iter().filter(|&&o| o != 0).count() as u64
+                        };
+                        self.counters.active_outputs[core.layer] += active;
+                        self.counters.outputs[core.layer] += cols as u64;
+                        self.counters.spikes[core.layer] += a.spikes;
+                    }
+                }
+                self.counters.saturations.activation += a.saturations;
+                self.counters.neuron_updates += a.neurons;
             }
             Instr::Mvm { .. } => {
                 a = kernels::mvm(&core.w, core.cols, &core.inb, &mut core.acc, layer.acc_fmt);
@@ -678,6 +805,12 @@ impl Machine {
                         )
                     }
                 };
+                if let (Some(shift), DeltaMode::Targets | DeltaMode::Direct) =
+                    (layer.surrogate_shift, mode)
+                {
+                    let one = (1i32 << layer.out_fmt.frac).min(layer.out_fmt.max_raw() as i32);
+                    kernels::surrogate_gate(&core.out, one, shift, &mut core.delta);
+                }
                 self.counters.saturations.error += saturate_errors(&mut core.delta);
             }
             Instr::DeltaT { class } => {
@@ -888,6 +1021,7 @@ fn read_buf(c: &Core, buf: Buf, start: usize, len: usize) -> Vec<i64> {
         Buf::Gram => c.gram[r].to_vec(),
         Buf::GramIn => c.gram_in[r].to_vec(),
         Buf::GramPart => c.gram_part[r].to_vec(),
+        Buf::Spike => c.spk[r].iter().map(|&v| v as i64).collect(),
     }
 }
 
@@ -913,6 +1047,7 @@ fn write_buf(c: &mut Core, buf: Buf, start: usize, values: &[i64]) {
         Buf::Gram => c.gram[r].copy_from_slice(values),
         Buf::GramIn => c.gram_in[r].copy_from_slice(values),
         Buf::GramPart => c.gram_part[r].copy_from_slice(values),
+        Buf::Spike => narrow(&mut c.spk[r], values),
     }
 }
 
@@ -934,6 +1069,7 @@ impl Counters {
             send_wait_cycles: sub(&self.send_wait_cycles, &earlier.send_wait_cycles),
             active_outputs: sub(&self.active_outputs, &earlier.active_outputs),
             outputs: sub(&self.outputs, &earlier.outputs),
+            spikes: sub(&self.spikes, &earlier.spikes),
         }
     }
 
@@ -953,6 +1089,7 @@ impl Counters {
         add(&mut self.send_wait_cycles, &o.send_wait_cycles);
         add(&mut self.active_outputs, &o.active_outputs);
         add(&mut self.outputs, &o.outputs);
+        add(&mut self.spikes, &o.spikes);
     }
 }
 
@@ -1056,4 +1193,134 @@ pub fn port_messages(
         }
     }
     out
+}
+
+/// The jobs every core runs for one sample running `phases` (in the order given), and what the
+/// input port sends for them, in order. Without time a phase is one job. With time (`lif`,
+/// `continuous`) `targets` is one job per time step, `forward` and `learn` alternate step by
+/// step (`forward` alone when inferring), each step with its own input (the encoder's spikes,
+/// or the image again) and label, and a sample that learns with summed updates ends with
+/// `apply`.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_work(
+    program: &Program,
+    phases: &[Phase],
+    step: u64,
+    sample: u32,
+    key: u64,
+    input: Option<&[i32]>,
+    label: Option<usize>,
+    batch: Option<&[usize]>,
+) -> (Vec<Job>, Vec<PortMessage>) {
+    let neuron = program.network.neuron;
+    let job = |phase, tau| Job {
+        phase,
+        step,
+        sample,
+        tau,
+    };
+    if !neuron.has_time() {
+        let jobs = phases.iter().map(|&p| job(p, 0)).collect();
+        return (
+            jobs,
+            port_messages(program, phases, input, label, batch, sample),
+        );
+    }
+    let steps = neuron.steps();
+    let mut jobs = Vec::new();
+    let mut messages = Vec::new();
+    // Continuous time: the target stream runs alongside the data stream, step by step, so the
+    // rule compares states of the same moment.
+    let alongside = !neuron.is_lif() && phases.contains(&Phase::Forward);
+    if phases.contains(&Phase::Targets) && !alongside {
+        for tau in 0..steps {
+            jobs.push(job(Phase::Targets, tau));
+            messages.extend(port_messages(
+                program,
+                &[Phase::Targets],
+                None,
+                None,
+                None,
+                sample,
+            ));
+        }
+    }
+    if phases.contains(&Phase::Batch) {
+        jobs.push(job(Phase::Batch, 0));
+        messages.extend(port_messages(
+            program,
+            &[Phase::Batch],
+            None,
+            None,
+            batch,
+            sample,
+        ));
+    }
+    let learn = phases.contains(&Phase::Learn);
+    if phases.contains(&Phase::Forward) {
+        let inputs = step_inputs(program, input, key);
+        for (tau, x) in inputs.iter().enumerate() {
+            if alongside && phases.contains(&Phase::Targets) {
+                jobs.push(job(Phase::Targets, tau as u16));
+                messages.extend(port_messages(
+                    program,
+                    &[Phase::Targets],
+                    None,
+                    None,
+                    None,
+                    sample,
+                ));
+            }
+            jobs.push(job(Phase::Forward, tau as u16));
+            let mut p = vec![Phase::Forward];
+            if learn {
+                jobs.push(job(Phase::Learn, tau as u16));
+                p.push(Phase::Learn);
+            }
+            messages.extend(port_messages(
+                program,
+                &p,
+                x.as_deref(),
+                label,
+                None,
+                sample,
+            ));
+        }
+        if learn && neuron.sums_updates() {
+            jobs.push(job(Phase::Apply, 0));
+        }
+    }
+    if phases.contains(&Phase::Apply) {
+        jobs.push(job(Phase::Apply, 0));
+    }
+    (jobs, messages)
+}
+
+/// The input port's input at every time step of a sample: the encoder's spikes (LIF: a spike is
+/// the input format's largest value) or the same input again (continuous time).
+fn step_inputs(program: &Program, input: Option<&[i32]>, key: u64) -> Vec<Option<Vec<i32>>> {
+    let neuron = program.network.neuron;
+    let steps = neuron.steps() as u32;
+    let Some(x) = input else {
+        return vec![None; steps as usize];
+    };
+    match neuron {
+        sigchip_isa::NeuronModel::Lif { encoding, .. } => {
+            let max = program.network.input_format.max_raw();
+            let values: Vec<u32> = x.iter().map(|&v| v.max(0) as u32).collect();
+            let spikes = match encoding {
+                sigchip_isa::Encoding::Rate => {
+                    sigchip_isa::encode::rate(program.network.seed, key, &values, max as u32, steps)
+                }
+                sigchip_isa::Encoding::Latency => {
+                    sigchip_isa::encode::latency(&values, max as u32, steps)
+                }
+            };
+            spikes
+                .iter()
+                .map(|s| Some(s.iter().map(|b| if *b { max as i32 } else { 0 }).collect()))
+                .collect()
+        }
+        _ => vec![Some(x.to_vec()); steps as usize],
+    }
 }

@@ -41,6 +41,8 @@ pub fn instr_cycles(instr: &Instr, activity: &Activity, packets: u64, c: &Costs)
             | Instr::AddSc {}
             | Instr::Gram {}
             | Instr::AddG {}
+            | Instr::NStep {}
+            | Instr::NStepT { .. }
             | Instr::Delta { .. }
             | Instr::DeltaT { .. } => lanes(activity.neurons, c),
         }

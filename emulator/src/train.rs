@@ -11,7 +11,7 @@
 
 use crate::data::{Dataset, Split};
 use crate::engine::{EngineKind, Job, PortMessage};
-use crate::machine::{argmax, port_messages, Counters, EmuError, Machine, Phase};
+use crate::machine::{argmax, sample_work, Counters, EmuError, Machine, Phase};
 use crate::report::{self, CriticalPaths, Report};
 use crate::router::LinkStats;
 use crate::timing::Cycles;
@@ -19,6 +19,10 @@ use crate::vcd::{Waveform, Window};
 use sigchip_isa::rng::SplitMix64;
 use sigchip_isa::{Program, QFormat};
 use std::time::Instant;
+
+/// The input encoder's sample key of evaluation sample `i` is `EVAL_KEY | i`; training
+/// samples use their training step (spiking inputs are encoded per sample key).
+pub const EVAL_KEY: u64 = 1 << 48;
 
 /// Options of a training run.
 #[derive(Clone, Debug)]
@@ -111,18 +115,15 @@ pub fn train_pipelined(
             phases.push(Phase::Batch);
         }
         phases.extend([Phase::Forward, Phase::Learn]);
-        for &phase in &phases {
-            jobs.push(Job {
-                phase,
-                step,
-                sample: j as u32,
-            });
-        }
+        let (sample_jobs, _) =
+            sample_work(m.program(), &phases, step, j as u32, step, None, None, None);
+        jobs.extend(sample_jobs);
         if batch > 1 && ((j + 1) % batch == 0 || j + 1 == n) {
             jobs.push(Job {
                 phase: Phase::Apply,
                 step: step + 1,
                 sample: j as u32,
+                tau: 0,
             });
         }
         phases_of.push(phases);
@@ -140,14 +141,18 @@ pub fn train_pipelined(
         } else {
             Vec::new()
         };
-        out.extend(port_messages(
+        let step = first + j as u64;
+        let (_, messages) = sample_work(
             &program,
             &phases_of[j],
+            step,
+            j as u32,
+            step,
             Some(&x),
             Some(label(j)),
             Some(&labels),
-            j as u32,
-        ));
+        );
+        out.extend(messages);
         true
     };
     let ex = m.execute(&jobs, 0, &mut feed)?;
@@ -285,6 +290,7 @@ fn evaluate_traced(
     let mut r = EvalResult::default();
     for i in 0..split.len() {
         encode_input(split.image(i), max, fmt, &mut x);
+        m.sample_key = Some(EVAL_KEY | i as u64);
         let res = traced(rec, m, offset, |m| {
             m.run(&[Phase::Forward], 0, Some(&x), None)
         })?;
@@ -298,6 +304,7 @@ fn evaluate_traced(
                 *c = Some(c.unwrap_or(0) + (p == split.label(i)) as u64);
             }
         }
+        m.sample_key = None;
         r.cycles += res.end + sync;
         r.latency += res.output_at.unwrap_or(res.end);
         if i % 256 == 0 {
@@ -379,7 +386,10 @@ pub fn train(
             .enumerate()
             .filter(|_| opts.schedule == Schedule::Sequential)
         {
-            if step.is_multiple_of(net.target_refresh as u64) {
+            // Continuous time runs the target stream inside the sample, alongside the data.
+            let due = step.is_multiple_of(net.target_refresh as u64);
+            let alongside = net.neuron.has_time() && !net.neuron.is_lif();
+            if due && !alongside {
                 let t = traced(&mut rec, &mut m, train_cycles, refresh_targets)?;
                 target_cycles += t;
                 train_cycles += t + sync;
@@ -398,8 +408,13 @@ pub fn train(
                 &mut x,
             );
             let label = data.train.label(i);
+            let phases: &[Phase] = if due && alongside {
+                &[Phase::Targets, Phase::Forward, Phase::Learn]
+            } else {
+                &[Phase::Forward, Phase::Learn]
+            };
             let res = traced(&mut rec, &mut m, train_cycles, |m| {
-                m.run(&[Phase::Forward, Phase::Learn], 0, Some(&x), Some(label))
+                m.run(phases, 0, Some(&x), Some(label))
             })?;
             m.next_update_step();
             correct += (res.prediction == Some(label)) as u64;

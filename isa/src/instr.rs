@@ -63,10 +63,13 @@ pub enum Buf {
     /// This core's share of the class-similarity matrix of its own targets, over its columns.
     #[serde(rename = "grampart")]
     GramPart,
+    /// Spikes of the current time step (spiking layers): 1.0 in the output format, or 0.
+    #[serde(rename = "spk")]
+    Spike,
 }
 
 impl Buf {
-    pub const ALL: [Buf; 14] = [
+    pub const ALL: [Buf; 15] = [
         Buf::In,
         Buf::Acc,
         Buf::Psum,
@@ -81,6 +84,7 @@ impl Buf {
         Buf::Gram,
         Buf::GramIn,
         Buf::GramPart,
+        Buf::Spike,
     ];
 
     /// The buffer as listings and program files write it.
@@ -100,6 +104,7 @@ impl Buf {
             Buf::Gram => "gram",
             Buf::GramIn => "gramin",
             Buf::GramPart => "grampart",
+            Buf::Spike => "spk",
         }
     }
 }
@@ -487,6 +492,14 @@ define_instructions! {
     Gram = 23, "gram" {};
     /// Adds a received partial similarity matrix: `gram += gramin`.
     AddG = 24, "addg" {};
+    /// Neuron unit, one time step of neurons with time, from `acc`: a LIF step (`spk` = the
+    /// spikes, `out` = the learning signal) or a continuous-time step (`out` = the state). The
+    /// state is reset at the sample's first step. See docs/isa.md, "Time steps".
+    NStep = 25, "nstep" {};
+    /// The same step for the target stream of `class` (its own state), adding the learning
+    /// signal into the class's target sum; at the last step the class target becomes its mean
+    /// (LIF) or last value (continuous time). `spk` and `out` carry the class's step onward.
+    NStepT = 26, "nstept" { class: Class };
 }
 
 #[cfg(test)]
@@ -537,6 +550,8 @@ mod tests {
             Just(Instr::GApply {}),
             Just(Instr::Gram {}),
             Just(Instr::AddG {}),
+            Just(Instr::NStep {}),
+            any::<u8>().prop_map(|c| Instr::NStepT { class: Class(c) }),
         ]
     }
 

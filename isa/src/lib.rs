@@ -21,6 +21,7 @@
 
 pub mod chip;
 pub mod disasm;
+pub mod encode;
 pub mod fixed_point;
 pub mod ids;
 pub mod instr;
@@ -34,8 +35,9 @@ pub use fixed_point::QFormat;
 pub use ids::{CoreId, LayerId, RouteId};
 pub use instr::{Buf, Class, DeltaMode, Instr, Opcode, Pre, ScoreMode};
 pub use program::{
-    Activation, CoreProgram, Endpoint, LayerInfo, LocalLoss, NetworkInfo, Program, ProgramError,
-    ProjectionInfo, ProjectionMode, Readout, Rounding, Route, RouteCounts, RouteKind, Streams,
-    TargetMode, Tile, WeightImage,
+    Activation, CoreProgram, Encoding, Endpoint, LayerInfo, LocalLoss, NetworkInfo, NeuronModel,
+    Program, ProgramError, ProjectionInfo, ProjectionMode, Readout, Reset, Rounding, Route,
+    RouteCounts, RouteKind, SpikeLearning, SpikeReadout, Streams, TargetMode, Tile, UpdateTiming,
+    WeightImage,
 };
 pub use verify::{verify, VerifyError, Violation};

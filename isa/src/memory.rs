@@ -13,12 +13,15 @@ pub const ERROR_BITS: u64 = 32;
 pub const LABEL_BITS: u64 = 8;
 /// Width of one routing-table entry (route id, output port, buffer and range).
 pub const ROUTE_ENTRY_BITS: u64 = 32;
-/// Width of one per-synapse gradient accumulator (mini-batches): wide enough that a batch of
-/// products of a full error register and an input never saturates.
+/// Width of one per-synapse gradient accumulator (mini-batches, or a sample's summed time
+/// steps): wide enough that a batch (of steps) of products of a full error register and an
+/// input never saturates.
 pub fn gradient_bits(program: &Program) -> u64 {
+    let steps = program.network.neuron.steps().max(1) as u32;
     ERROR_BITS
         + program.chip.bits.activation as u64
         + program.network.batch.max(1).trailing_zeros() as u64
+        + (32 - (steps - 1).leading_zeros()) as u64
 }
 /// Width of one LFSR state of a regenerated projection row.
 pub const LFSR_BITS: u64 = 32;
@@ -55,6 +58,7 @@ pub fn buffer_len(program: &Program, core: &CoreProgram, buf: Buf) -> usize {
             classes * classes
         }
         Buf::GramPart if reducer && needs_gram(program, layer.id.index() + 1) => classes * classes,
+        Buf::Spike if reducer && program.network.neuron.is_lif() => t.cols as usize,
         _ => 0,
     }
 }
@@ -69,9 +73,27 @@ pub fn needs_gram(program: &Program, number: usize) -> bool {
             .is_some_and(|l| l.loss.is_contrastive())
 }
 
-/// Gradient accumulators of a core: one per synapse when training in mini-batches.
+/// Neuron state of a core (layers with time): on reducers, the state of each column and its
+/// last spike, and with class targets the same per class plus a 32-bit running sum per class.
+fn state_memory(program: &Program, core: &CoreProgram) -> u64 {
+    let n = &program.network.neuron;
+    if !n.has_time() || !core.tile.is_reducer() {
+        return 0;
+    }
+    let layer = program.layer(core.layer);
+    let cols = core.tile.cols as u64;
+    let per_neuron = layer.state_format.bits as u64 + n.is_lif() as u64;
+    let mut bits = cols * per_neuron;
+    if layer.keeps_targets {
+        bits += program.network.classes as u64 * cols * (per_neuron + 32);
+    }
+    bits
+}
+
+/// Gradient accumulators of a core: one per synapse when training in mini-batches or summing
+/// a sample's time steps.
 fn gradient_memory(program: &Program, core: &CoreProgram) -> u64 {
-    if program.network.batch > 1 {
+    if program.network.batch > 1 || program.network.neuron.sums_updates() {
         core.tile.rows as u64 * core.tile.cols as u64 * gradient_bits(program)
     } else {
         0
@@ -89,6 +111,7 @@ pub fn buffer_bits(program: &Program, buf: Buf) -> u64 {
         Buf::Delta | Buf::DeltaT => ERROR_BITS,
         Buf::Label | Buf::Batch => LABEL_BITS,
         Buf::Gram | Buf::GramIn | Buf::GramPart => SCORE_BITS,
+        Buf::Spike => 1,
     }
 }
 
@@ -107,6 +130,11 @@ pub struct CoreMemory {
     /// batch's labels and class similarities (batch-contrastive losses) and the per-synapse
     /// gradient accumulators (mini-batches).
     pub learning: u64,
+    /// Neuron state of layers with time: each reducer's membrane potentials (or continuous-time
+    /// states) and last spikes, and, for layers that keep class targets, the same per class for
+    /// the target stream plus its running sums.
+    #[serde(default)]
+    pub state: u64,
     /// Routing-table entries.
     pub routing: u64,
     /// Instruction memory.
@@ -116,7 +144,7 @@ pub struct CoreMemory {
 impl CoreMemory {
     /// Everything that lives in the data SRAM (all but weights, routing and instructions).
     pub fn data_sram(&self) -> u64 {
-        self.projection + self.buffers + self.targets + self.learning
+        self.projection + self.buffers + self.targets + self.learning + self.state
     }
 
     pub fn total(&self) -> u64 {
@@ -129,6 +157,7 @@ impl CoreMemory {
         self.buffers += o.buffers;
         self.targets += o.targets;
         self.learning += o.learning;
+        self.state += o.state;
         self.routing += o.routing;
         self.instructions += o.instructions;
     }
@@ -144,6 +173,7 @@ pub fn core_capacity(program: &Program) -> CoreMemory {
         buffers: chip.memory.data_sram_bits,
         targets: 0,
         learning: 0,
+        state: 0,
         routing: chip.memory.route_table_entries as u64 * ROUTE_ENTRY_BITS,
         instructions: chip.memory.instruction_words as u64 * INSTRUCTION_BITS,
     }
@@ -194,6 +224,7 @@ fn core_memory(program: &Program, core: &CoreProgram, route_entries: u32) -> Cor
             + bits(Buf::Gram)
             + bits(Buf::GramIn)
             + bits(Buf::GramPart),
+        state: state_memory(program, core),
         routing: route_entries as u64 * ROUTE_ENTRY_BITS,
         instructions: core.streams.total_len() as u64 * INSTRUCTION_BITS,
     }

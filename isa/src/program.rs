@@ -52,10 +52,126 @@ pub struct NetworkInfo {
     /// updates and the `apply` phase's `gapply` applies their mean.
     #[serde(default = "one")]
     pub batch: u32,
+    /// How neurons evolve within a sample (time steps, spiking or continuous time).
+    #[serde(default)]
+    pub neuron: NeuronModel,
+}
+
+/// How every layer's neurons evolve within a sample. With time (`lif`, `continuous`) every
+/// sample runs `steps` time steps: each is one `forward` (and, when training, one `learn`) job
+/// of every core, and each target refresh is `steps` `targets` jobs (docs/isa.md, "Time steps").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeuronModel {
+    /// One activation per sample.
+    #[default]
+    Rate,
+    /// Leaky integrate-and-fire; `threshold` is raw in each layer's state format.
+    Lif {
+        threshold: i32,
+        leak_shift: u8,
+        reset: Reset,
+        steps: u16,
+        encoding: Encoding,
+        learning: SpikeLearning,
+        update: UpdateTiming,
+        readout: SpikeReadout,
+    },
+    /// Continuous time by forward Euler: `h += (f(a) - h) >> tau_shift`.
+    Continuous { tau_shift: u8, steps: u16 },
+}
+
+impl NeuronModel {
+    /// Time steps per sample (1 for rate neurons).
+    pub fn steps(&self) -> u16 {
+        match self {
+            NeuronModel::Rate => 1,
+            NeuronModel::Lif { steps, .. } | NeuronModel::Continuous { steps, .. } => *steps,
+        }
+    }
+
+    /// Whether neurons keep a state across time steps.
+    pub fn has_time(&self) -> bool {
+        *self != NeuronModel::Rate
+    }
+
+    pub fn is_lif(&self) -> bool {
+        matches!(self, NeuronModel::Lif { .. })
+    }
+
+    /// Whether weight updates are summed over a sample's steps (gradient accumulators).
+    pub fn sums_updates(&self) -> bool {
+        matches!(
+            self,
+            NeuronModel::Lif {
+                update: UpdateTiming::Summed,
+                ..
+            }
+        )
+    }
+}
+
+/// What a spike does to the membrane potential.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reset {
+    /// `U -= threshold` at the next step.
+    #[default]
+    Subtract,
+    /// `U = 0` at the next step, before the input is added.
+    Zero,
+}
+
+/// Input spike encoders of the input port ([`crate::encode`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// Each step a pixel spikes with probability `p / max`.
+    #[default]
+    Rate,
+    /// A pixel spikes once, the brightest first.
+    Latency,
+}
+
+/// The learning signal of a spiking layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpikeLearning {
+    /// The local loss on the membrane potential `U` (no surrogate).
+    #[default]
+    Voltage,
+    /// The local loss on `g(U) = clamp(U / (2 threshold), 0, 1)`, a hard sigmoid.
+    Surrogate,
+}
+
+/// When the weights of a layer with time change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateTiming {
+    /// After every time step.
+    #[default]
+    PerStep,
+    /// Summed over the sample's steps and applied at its end.
+    Summed,
+}
+
+/// How a spiking output layer predicts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpikeReadout {
+    /// The class whose output neuron spiked most.
+    #[default]
+    SpikeCount,
+    /// The class whose output neuron's learning signal, summed over the steps, is largest.
+    Membrane,
 }
 
 fn one() -> u32 {
     1
+}
+
+fn default_state_format() -> QFormat {
+    QFormat::new(16, 10)
 }
 
 impl NetworkInfo {
@@ -228,6 +344,10 @@ pub struct LayerInfo {
     pub weight_format: QFormat,
     pub in_format: QFormat,
     pub out_format: QFormat,
+    /// Format of the neuron state (membrane potential or continuous-time state) of layers
+    /// with time.
+    #[serde(default = "default_state_format")]
+    pub state_format: QFormat,
     pub loss: LocalLoss,
     /// Learning rate `2^-lr_shift`.
     pub lr_shift: u8,

@@ -220,6 +220,63 @@ fn check_network(p: &Program, v: &mut Vec<Violation>) {
             }
         }
     }
+    match n.neuron {
+        crate::program::NeuronModel::Rate => {}
+        crate::program::NeuronModel::Lif {
+            threshold,
+            leak_shift,
+            steps,
+            ..
+        } => {
+            if steps == 0 {
+                structural(
+                    v,
+                    "network neuron has 0 time steps, must be at least 1".into(),
+                );
+            }
+            for l in &p.layers {
+                let f = l.state_format;
+                if threshold <= 0 || threshold as i64 > f.max_raw() {
+                    structural(
+                        v,
+                        format!(
+                            "{}: threshold {threshold} (raw) is outside its state format {f} (1..={})",
+                            l.id,
+                            f.max_raw()
+                        ),
+                    );
+                }
+                if leak_shift == 0 || leak_shift >= f.bits {
+                    structural(
+                        v,
+                        format!(
+                            "{}: leak shift {leak_shift} must be in 1..{} (the state is {} bits wide)",
+                            l.id, f.bits, f.bits
+                        ),
+                    );
+                }
+            }
+        }
+        crate::program::NeuronModel::Continuous { tau_shift, steps } => {
+            if steps == 0 {
+                structural(
+                    v,
+                    "network neuron has 0 time steps, must be at least 1".into(),
+                );
+            }
+            for l in &p.layers {
+                if tau_shift >= l.state_format.bits {
+                    structural(
+                        v,
+                        format!(
+                            "{}: tau shift {tau_shift} is as wide as its {}-bit state",
+                            l.id, l.state_format.bits
+                        ),
+                    );
+                }
+            }
+        }
+    }
     if n.lr_anneal_every == Some(0) {
         structural(v, "network lr_anneal_every is 0, must be at least 1".into());
     }
@@ -358,12 +415,35 @@ fn check_instructions(p: &Program, v: &mut Vec<Violation>) {
                             format!("{}: class {class} but the network has {classes}", at()),
                         )
                     }
-                    Instr::GAcc { .. } | Instr::GApply {} if p.network.batch < 2 => structural(
+                    Instr::GAcc { .. } | Instr::GApply {}
+                        if p.network.batch < 2 && !p.network.neuron.sums_updates() =>
+                    {
+                        structural(
+                            v,
+                            format!(
+                                "{}: gradient accumulators exist only with mini-batches or summed time steps",
+                                at()
+                            ),
+                        )
+                    }
+                    Instr::NStep {} | Instr::NStepT { .. }
+                        if !p.network.neuron.has_time() || !core.tile.is_reducer() =>
+                    {
+                        structural(
+                            v,
+                            format!(
+                                "{}: only a reducer of a network with time steps has neuron state",
+                                at()
+                            ),
+                        )
+                    }
+                    Instr::NStepT { class } if class.0 as u16 >= classes => structural(
                         v,
-                        format!(
-                            "{}: gradient accumulators exist only with mini-batches",
-                            at()
-                        ),
+                        format!("{}: class {class} but the network has {classes}", at()),
+                    ),
+                    Instr::NStepT { .. } if !p.layer(core.layer).keeps_targets => structural(
+                        v,
+                        format!("{}: the layer keeps no class targets", at()),
                     ),
                     Instr::Upd { pre: Pre::Target }
                     | Instr::GAcc { pre: Pre::Target }

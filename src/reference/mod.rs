@@ -17,6 +17,7 @@
 
 pub mod backprop;
 pub mod sigprop;
+pub mod temporal;
 
 use serde::Serialize;
 use sigchip_compiler::ValidNetwork;
@@ -28,6 +29,7 @@ use std::time::Instant;
 
 pub use backprop::BackpropF32;
 pub use sigprop::SigpropF32;
+pub use temporal::TemporalF32;
 
 /// A learning algorithm of the software references.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -193,6 +195,10 @@ pub trait Model {
     /// The start of a mini-batch with these labels, in sample order (the batch-contrastive
     /// losses see the whole batch).
     fn begin_batch(&mut self, _labels: &[usize]) {}
+    /// The raw pixels of the sample about to be trained on or predicted, with the data set's
+    /// maximum and the input encoder's sample key (networks with spiking inputs encode them as
+    /// the chip's input port does).
+    fn observe_pixels(&mut self, _pixels: &[u8], _max: u8, _key: u64) {}
     /// Whether every parameter is still a finite number (float has no saturation: a loss whose
     /// activations grow without bound ends in infinities and NaN).
     fn finite(&self) -> bool;
@@ -208,6 +214,10 @@ pub fn train_f32(
 ) -> Result<F32Report, ReferenceError> {
     check_shapes(net, data)?;
     match algorithm {
+        Algorithm::Sigprop if net.desc().neuron != sigchip_compiler::NeuronDesc::Rate => {
+            let mut m = TemporalF32::new(net);
+            Ok(train_model(&mut m, net, data, algorithm, opts, progress))
+        }
         Algorithm::Sigprop => {
             let mut m = SigpropF32::new(net);
             Ok(train_model(&mut m, net, data, algorithm, opts, progress))
@@ -249,6 +259,7 @@ pub fn train_model(
                 m.begin_batch(&labels);
             }
             encode_input(data.train.image(i), data.max_value, &mut x);
+            m.observe_pixels(data.train.image(i), data.max_value, step);
             let label = data.train.label(i);
             correct += (m.train_sample(step, &x, label) == label) as u64;
             step += 1;
@@ -308,6 +319,7 @@ pub fn evaluate(
     let mut correct = 0u64;
     for i in 0..split.len() {
         encode_input(split.image(i), max, &mut x);
+        m.observe_pixels(split.image(i), max, EVAL_KEY | i as u64);
         correct += (m.predict(&x) == split.label(i)) as u64;
         if i % 256 == 0 {
             progress(i as u64, split.len() as u64, "inference");
@@ -319,6 +331,10 @@ pub fn evaluate(
         correct as f64 / split.len() as f64
     }
 }
+
+/// The input encoder's key of evaluation sample `i` is `EVAL_KEY | i` (training samples use
+/// their training step), as on the chip.
+pub use sigchip_emulator::train::EVAL_KEY;
 
 /// The order of the training samples in `epoch`: the chip's own shuffle.
 pub use sigchip_emulator::train::epoch_order;
