@@ -96,6 +96,8 @@ pub struct LayerActivity {
     /// Whether the layer has collapsed: fewer than [`COLLAPSE_THRESHOLD`] of its outputs are
     /// non-zero (as `l2` with both streams learning does in float: every activation goes to 0).
     pub collapsed: bool,
+    /// Spiking layers: spikes per inference, over all its neurons and time steps.
+    pub spikes_per_sample: f64,
 }
 
 /// Below this fraction of active outputs a layer counts as collapsed.
@@ -120,6 +122,8 @@ pub struct Timing {
     pub train_samples_per_second: f64,
     /// Busy cycles / elapsed cycles of each core during training (inference for `run`).
     pub utilization: Vec<f64>,
+    /// Time steps per sample (1 without time).
+    pub time_steps: u16,
     /// The engine that ran (both give the same cycles).
     pub engine: EngineKind,
     /// How training samples followed each other.
@@ -304,6 +308,10 @@ impl Report {
                         layer: l.id.to_string(),
                         active_fraction: f,
                         collapsed: f < COLLAPSE_THRESHOLD,
+                        spikes_per_sample: per(
+                            test.spikes.get(i).copied().unwrap_or(0),
+                            r.test_eval.samples,
+                        ),
                     }
                 })
                 .collect(),
@@ -319,6 +327,7 @@ impl Report {
                 inferences_per_second: if cpi > 0.0 { clock_hz / cpi } else { 0.0 },
                 train_samples_per_second: if cpt > 0.0 { clock_hz / cpt } else { 0.0 },
                 utilization: busy.iter().map(|&b| per(b, elapsed)).collect(),
+                time_steps: p.network.neuron.steps(),
                 engine: r.engine,
                 schedule: r.schedule,
                 samples_per_cycle: per(r.train_samples, r.train_cycles),
@@ -437,6 +446,9 @@ impl fmt::Display for Report {
             if let Some(n) = nearest {
                 write!(f, "   nearest-target test accuracy {:.4}", n.test)?;
             }
+            if a.spikes_per_sample > 0.0 {
+                write!(f, "   {:.1} spikes per sample", a.spikes_per_sample)?;
+            }
             if a.collapsed {
                 write!(f, "   COLLAPSED: almost every output is 0")?;
             }
@@ -459,6 +471,9 @@ impl fmt::Display for Report {
             "  total cycles              {:>12}   (target refresh {})",
             t.total_cycles, t.target_refresh_cycles
         )?;
+        if t.time_steps > 1 {
+            writeln!(f, "  time steps per sample     {:>12}", t.time_steps)?;
+        }
         writeln!(
             f,
             "  schedule {:?}, {} stages, {:.3e} samples/cycle, up to {} samples in flight ({:?} engine)",
