@@ -108,6 +108,10 @@ enum Command {
         /// The cycles of the waveform, FROM..TO.
         #[arg(long, default_value = "0..20000")]
         window: emu::vcd::Window,
+        /// Networks with time: after training, plot the first test sample's spike raster and
+        /// membrane potentials as SVG files into this directory.
+        #[arg(long)]
+        plot: Option<PathBuf>,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -379,6 +383,7 @@ fn real_main() -> Result<()> {
             schedule,
             vcd,
             window,
+            plot,
             quiet,
         } => {
             if resolve_backend(backend, algorithm)? == Backend::F32 {
@@ -415,6 +420,7 @@ fn real_main() -> Result<()> {
                 schedule,
                 engine,
                 vcd: vcd.map(|p| (p, window)),
+                plot: plot.clone(),
             };
             let (trained, rep) = emu::train(program, &data, &opts, &mut progress)?;
             bar.finish_and_clear();
@@ -422,6 +428,12 @@ fn real_main() -> Result<()> {
             if let Some(o) = output {
                 write(&o, &trained.to_ron())?;
                 eprintln!("trained program written to {}", o.display());
+            }
+            if let Some(dir) = plot {
+                eprintln!(
+                    "plots of the first test sample written to {}",
+                    dir.join("raster.svg").display()
+                );
             }
             finish(&rep, report.as_deref())?;
         }

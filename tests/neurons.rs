@@ -229,3 +229,46 @@ fn neurons_with_time_short_training_snapshots() {
         insta::assert_json_snapshot!(name, summary);
     }
 }
+
+#[test]
+fn plots_show_the_first_test_sample() {
+    let mut d = data::digits();
+    d.train.truncate(50);
+    d.test.truncate(5);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plots");
+    let program = compiler::compile_str(
+        &example("digits_snn_voltage"),
+        "snn",
+        &ChipDescription::default(),
+    )
+    .unwrap()
+    .program;
+    let mut m = emulator::Machine::new(program.clone()).unwrap();
+    let paths = emulator::train::plot_first_test_sample(&mut m, &d, &dir).unwrap();
+    let raster = std::fs::read_to_string(&paths[0]).unwrap();
+    let membrane = std::fs::read_to_string(&paths[1]).unwrap();
+    // One black mark per spike of the sample, across both layers and 8 steps.
+    let marks = raster.matches(r#"fill="black""#).count();
+    let spikes: u64 = m.counters.spikes.iter().sum();
+    assert!(
+        marks > 0 && marks as u64 == spikes,
+        "{marks} marks, {spikes} spikes"
+    );
+    // Four neurons of layer 2, a point per step, and the threshold line.
+    assert_eq!(membrane.matches("<polyline").count(), 4);
+    assert!(membrane.contains("threshold 1"));
+    for line in membrane.lines().filter(|l| l.starts_with("<polyline")) {
+        assert_eq!(line.matches(',').count(), 8, "{line}");
+    }
+    // Without time steps there is nothing to plot.
+    let rate = compiler::compile_str(&example("digits"), "d", &ChipDescription::default())
+        .unwrap()
+        .program;
+    let mut m = emulator::Machine::new(rate).unwrap();
+    let e = emulator::train::plot_first_test_sample(&mut m, &d, &dir).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("needs a network with `neuron: lif(..)`"),
+        "{e}"
+    );
+}

@@ -13,6 +13,7 @@ pub mod data;
 pub mod engine;
 pub mod kernels;
 pub mod machine;
+pub mod plot;
 pub mod report;
 pub mod router;
 pub mod timing;

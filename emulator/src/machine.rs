@@ -221,6 +221,8 @@ pub struct Machine {
     pub probe_neuron: usize,
     /// The input encoder's key of the next sample (spiking inputs); the update step when unset.
     pub sample_key: Option<u64>,
+    /// When set, every data-stream neuron step is recorded (plots).
+    pub step_log: Option<Vec<crate::plot::StepRecord>>,
     pub counters: Counters,
     /// Counts updates, so every update of a synapse draws fresh random bits.
     update_step: u64,
@@ -395,6 +397,7 @@ impl Machine {
             trace_window: None,
             probe_neuron: 0,
             sample_key: None,
+            step_log: None,
             counters,
             update_step: 0,
         })
@@ -642,6 +645,16 @@ impl Machine {
                         &mut core.spk,
                         &mut core.out,
                     );
+                    if let Some(log) = self.step_log.as_mut() {
+                        log.push(crate::plot::StepRecord {
+                            layer: core.layer,
+                            col_start: core.col_start as usize,
+                            tau,
+                            cycle: 0,
+                            spikes: core.spk.iter().map(|&s| s != 0).collect(),
+                            state: core.state.clone(),
+                        });
+                    }
                     if phase == Phase::Forward {
                         let active = if net.neuron.is_lif() {
                             a.spikes

@@ -36,6 +36,9 @@ pub struct TrainOptions {
     pub engine: EngineKind,
     /// Write a waveform of this window of the training time line (all runs back to back).
     pub vcd: Option<(std::path::PathBuf, Window)>,
+    /// Networks with time: after training, plot the first test sample (spike raster and
+    /// membrane potentials, SVG) into this directory.
+    pub plot: Option<std::path::PathBuf>,
 }
 
 impl TrainOptions {
@@ -47,6 +50,7 @@ impl TrainOptions {
             schedule: Schedule::Sequential,
             engine: EngineKind::Event,
             vcd: None,
+            plot: None,
         }
     }
 }
@@ -453,6 +457,9 @@ pub fn train(
     if let (Some(w), Some((path, _))) = (rec, &opts.vcd) {
         write_vcd(&w, path)?;
     }
+    if let Some(dir) = &opts.plot {
+        plot_first_test_sample(&mut m, data, dir)?;
+    }
     let trained = m.trained_program();
     let runs = report::Runs {
         train_samples: step,
@@ -623,4 +630,36 @@ fn traced<T>(
 fn write_vcd(w: &Waveform, path: &std::path::Path) -> Result<(), EmuError> {
     std::fs::write(path, w.to_vcd())
         .map_err(|e| EmuError::Output(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Plots the first test sample (a network with time) into `dir`, after a target refresh.
+pub fn plot_first_test_sample(
+    m: &mut Machine,
+    data: &Dataset,
+    dir: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>, EmuError> {
+    if !m.program().network.neuron.has_time() {
+        return Err(EmuError::Output(
+            "--plot draws spikes and membrane potentials over time steps: it needs a network \
+             with `neuron: lif(..)` or `neuron: continuous(..)`"
+                .into(),
+        ));
+    }
+    if data.test.is_empty() {
+        return Err(EmuError::Output(
+            "--plot needs at least one test sample".into(),
+        ));
+    }
+    refresh_targets(m)?;
+    let mut x = Vec::new();
+    encode_input(
+        data.test.image(0),
+        data.max_value,
+        m.program().network.input_format,
+        &mut x,
+    );
+    m.sample_key = Some(EVAL_KEY);
+    let out = crate::plot::plot_sample(m, &x, dir);
+    m.sample_key = None;
+    out
 }
