@@ -12,4 +12,5 @@ pub use sigchip_emulator as emulator;
 pub use sigchip_isa as isa;
 
 pub mod accuracy;
+pub mod claims;
 pub mod reference;

@@ -53,6 +53,22 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Check sigprop's hardware-learning claims on a chip: forward path only, memory, time and
+    /// energy against backprop, feedback alignment, direct feedback alignment and local
+    /// classifiers, layer-parallel training, accuracy, and spiking and continuous-time learning.
+    Claims {
+        #[arg(long)]
+        chip: Option<PathBuf>,
+        /// The network (default: examples/digits.ron); data: the embedded digits set.
+        #[arg(long)]
+        net: Option<PathBuf>,
+        /// Fewer samples and epochs (under a minute).
+        #[arg(long)]
+        quick: bool,
+        /// Write the claims as JSON.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Print the disassembly of a program.
     Disasm { program: PathBuf },
     /// Train a network (compiled first) or a program on the chip, then evaluate it; or train a
@@ -361,6 +377,51 @@ fn real_main() -> Result<()> {
                 let key = format!("{}:{}", table.network, table.data);
                 write(&o, &sigchip::accuracy::splice(&doc, &key, &section))?;
                 eprintln!("table written to {}", o.display());
+            }
+        }
+        Command::Claims {
+            chip,
+            net,
+            quick,
+            report,
+        } => {
+            let chip_desc = load_chip(chip.as_deref())?;
+            let desc = match &net {
+                Some(p) => compiler::parse(&read(p)?, &p.display().to_string())?,
+                None => compiler::parse(
+                    include_str!("../examples/digits.ron"),
+                    "examples/digits.ron",
+                )?,
+            };
+            let temporal = [
+                (
+                    "examples/digits_snn_voltage.ron",
+                    include_str!("../examples/digits_snn_voltage.ron"),
+                ),
+                (
+                    "examples/digits_snn_surrogate.ron",
+                    include_str!("../examples/digits_snn_surrogate.ron"),
+                ),
+                (
+                    "examples/digits_ct_hebbian.ron",
+                    include_str!("../examples/digits_ct_hebbian.ron"),
+                ),
+            ]
+            .iter()
+            .map(|(o, t)| compiler::parse(t, o))
+            .collect::<Result<Vec<_>, _>>()?;
+            let opts = sigchip::claims::ClaimsOptions {
+                chip: chip_desc,
+                net: desc,
+                temporal,
+                data: emu::data::digits(),
+                quick,
+            };
+            let claims = sigchip::claims::claims(&opts, &mut |what| eprintln!("measuring {what}"))?;
+            out!("{}", claims.table());
+            if let Some(p) = report {
+                write(&p, &serde_json::to_string_pretty(&claims)?)?;
+                eprintln!("claims written to {}", p.display());
             }
         }
         Command::Disasm { program } => {

@@ -13,12 +13,31 @@ use sigchip_isa::{
 };
 
 /// A learning algorithm a network can be compiled for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// Signal propagation: forward passes only.
     Sigprop,
     /// Backpropagation: needs backward routes and transposed crossbar reads.
     Backprop,
+    /// Feedback alignment: backprop's backward routes, with fixed random feedback matrices
+    /// (stored) instead of the transposed weights.
+    FeedbackAlignment,
+    /// Direct feedback alignment: the output error sent straight back to every hidden layer
+    /// through its own fixed random feedback matrix.
+    DirectFeedbackAlignment,
+    /// Local learning with an auxiliary classifier per hidden layer: each layer backpropagates
+    /// through its own classifier (a transposed read of the classifier's weights).
+    LocalAux,
+}
+
+impl Algorithm {
+    /// The baselines the claims compare sigprop with.
+    pub const BASELINES: [Algorithm; 4] = [
+        Algorithm::Backprop,
+        Algorithm::FeedbackAlignment,
+        Algorithm::DirectFeedbackAlignment,
+        Algorithm::LocalAux,
+    ];
 }
 
 impl std::fmt::Display for Algorithm {
@@ -26,6 +45,9 @@ impl std::fmt::Display for Algorithm {
         f.write_str(match self {
             Algorithm::Sigprop => "sigprop",
             Algorithm::Backprop => "backprop",
+            Algorithm::FeedbackAlignment => "feedback alignment",
+            Algorithm::DirectFeedbackAlignment => "direct feedback alignment",
+            Algorithm::LocalAux => "local auxiliary classifiers",
         })
     }
 }
@@ -57,8 +79,8 @@ pub fn compile_algorithm(
     let compiled = compile(desc, origin, chip)?;
     match algorithm {
         Algorithm::Sigprop => Ok(compiled),
-        Algorithm::Backprop => {
-            let lowered = lower_backprop(&compiled.program);
+        _ => {
+            let lowered = lower(&compiled.program, algorithm);
             let err = match verify(&lowered) {
                 Ok(()) => unreachable!("a backward lowering always breaks the invariant"),
                 Err(e) => e,
@@ -93,6 +115,84 @@ pub fn compile_algorithm(
             }))
         }
     }
+}
+
+/// The sigprop program of a network with `algorithm`'s backward path added (the program itself
+/// for sigprop); what the verifier then finds is what the algorithm needs from the chip.
+pub fn lower(sigprop: &Program, algorithm: Algorithm) -> Program {
+    match algorithm {
+        Algorithm::Sigprop => sigprop.clone(),
+        Algorithm::Backprop => lower_backprop(sigprop),
+        // The feedback product runs in a feedback unit with its own matrix: the same routes
+        // as backprop, no transposed read.
+        Algorithm::FeedbackAlignment => {
+            let mut p = lower_backprop(sigprop);
+            for c in &mut p.cores {
+                c.streams.learn.retain(|i| !matches!(i, Instr::MvmT { .. }));
+            }
+            p
+        }
+        Algorithm::DirectFeedbackAlignment => lower_dfa(sigprop),
+        Algorithm::LocalAux => lower_local_aux(sigprop),
+    }
+}
+
+/// DFA: every reducer of the output (last) layer sends its slice of the output error to every
+/// reducer of every hidden layer.
+fn lower_dfa(sigprop: &Program) -> Program {
+    let mut p = sigprop.clone();
+    let last = p.layers.len() as u16;
+    let outputs: Vec<_> = p
+        .cores
+        .iter()
+        .filter(|c| c.layer.0 == last && c.tile.is_reducer())
+        .map(|c| (c.id, c.tile.cols))
+        .collect();
+    let hidden: Vec<_> = p
+        .cores
+        .iter()
+        .filter(|c| c.layer.0 < last && c.tile.is_reducer())
+        .map(|c| c.id)
+        .collect();
+    for &(src, cols) in &outputs {
+        for &dst in &hidden {
+            let route = RouteId(p.routes.len() as u16);
+            p.routes.push(Route {
+                id: route,
+                src: Endpoint::Core(src),
+                dst: Endpoint::Core(dst),
+                src_buf: Buf::Delta,
+                src_start: 0,
+                len: cols.min(p.network.classes as u32),
+                dst_buf: Buf::Err,
+                dst_start: 0,
+            });
+            let at = p.cores[src.index()].streams.learn.len().saturating_sub(1);
+            p.cores[src.index()]
+                .streams
+                .learn
+                .insert(at, Instr::Send { route });
+            p.cores[dst.index()]
+                .streams
+                .learn
+                .insert(0, Instr::Recv { route });
+        }
+    }
+    p
+}
+
+/// Local auxiliary classifiers: every hidden layer's reducers backpropagate their classifier's
+/// error through the classifier's weights (a transposed read); nothing crosses layers.
+fn lower_local_aux(sigprop: &Program) -> Program {
+    let mut p = sigprop.clone();
+    let last = p.layers.len() as u16;
+    for c in p.cores.iter_mut() {
+        if c.layer.0 < last && c.tile.is_reducer() {
+            let at = c.streams.learn.len().saturating_sub(1);
+            c.streams.learn.insert(at, Instr::MvmT { src: Buf::Err });
+        }
+    }
+    p
 }
 
 /// The sigprop program of a network with backpropagation's backward pass added.

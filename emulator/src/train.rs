@@ -323,6 +323,8 @@ fn evaluate_traced(
 pub struct EpochLog {
     pub epoch: u32,
     /// Fraction of training samples predicted right by the forward pass before their update.
+    /// With time steps and per-step updates the prediction comes from the sample's own run,
+    /// during which the layers already learn from its label: an optimistic figure.
     pub train_online: f64,
     pub test: f64,
 }

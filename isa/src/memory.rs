@@ -74,7 +74,9 @@ pub fn needs_gram(program: &Program, number: usize) -> bool {
 }
 
 /// Neuron state of a core (layers with time): on reducers, the state of each column and its
-/// last spike, and with class targets the same per class plus a 32-bit running sum per class.
+/// last spike, and with class targets the same per class plus, for LIF layers, a running sum of
+/// the class's signal over the steps (output-format bits plus `ceil(log2 steps)`, so it cannot
+/// overflow).
 fn state_memory(program: &Program, core: &CoreProgram) -> u64 {
     let n = &program.network.neuron;
     if !n.has_time() || !core.tile.is_reducer() {
@@ -85,7 +87,13 @@ fn state_memory(program: &Program, core: &CoreProgram) -> u64 {
     let per_neuron = layer.state_format.bits as u64 + n.is_lif() as u64;
     let mut bits = cols * per_neuron;
     if layer.keeps_targets {
-        bits += program.network.classes as u64 * cols * (per_neuron + 32);
+        let steps = n.steps().max(1) as u32;
+        let sum = if n.is_lif() {
+            layer.out_format.bits as u64 + (32 - (steps - 1).leading_zeros()) as u64
+        } else {
+            0
+        };
+        bits += program.network.classes as u64 * cols * (per_neuron + sum);
     }
     bits
 }
