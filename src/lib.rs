@@ -12,5 +12,6 @@ pub use sigchip_emulator as emulator;
 pub use sigchip_isa as isa;
 
 pub mod accuracy;
+pub mod bench;
 pub mod claims;
 pub mod reference;

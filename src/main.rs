@@ -69,6 +69,26 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Measure the emulator's speed on a fixed workload (training, then inference) against a
+    /// dense integer matrix-vector kernel of the same shapes on this machine.
+    Bench {
+        /// The network (default: examples/fashion_mlp.ron with --data fashion-mnist, else
+        /// examples/digits.ron).
+        #[arg(long)]
+        net: Option<PathBuf>,
+        #[arg(long)]
+        chip: Option<PathBuf>,
+        #[arg(long, default_value = "digits")]
+        data: String,
+        /// Training samples of the workload.
+        #[arg(long, default_value_t = 2000)]
+        train: usize,
+        /// Inference samples of the workload.
+        #[arg(long, default_value_t = 1000)]
+        test: usize,
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Print the disassembly of a program.
     Disasm { program: PathBuf },
     /// Train a network (compiled first) or a program on the chip, then evaluate it; or train a
@@ -422,6 +442,35 @@ fn real_main() -> Result<()> {
             if let Some(p) = report {
                 write(&p, &serde_json::to_string_pretty(&claims)?)?;
                 eprintln!("claims written to {}", p.display());
+            }
+        }
+        Command::Bench {
+            net,
+            chip,
+            data,
+            train,
+            test,
+            report,
+        } => {
+            let dataset = load_data(&data, None, None)?;
+            let (text, origin) = match &net {
+                Some(p) => (read(p)?, p.display().to_string()),
+                None if data.starts_with("fashion") => (
+                    include_str!("../examples/fashion_mlp.ron").to_string(),
+                    "examples/fashion_mlp.ron".into(),
+                ),
+                None => (
+                    include_str!("../examples/digits.ron").to_string(),
+                    "examples/digits.ron".into(),
+                ),
+            };
+            let chip_desc = load_chip(chip.as_deref())?;
+            let program = compiler::compile_str(&text, &origin, &chip_desc)?.program;
+            let b = sigchip::bench::bench(program, &dataset, train, test)?;
+            out!("{b}");
+            if let Some(p) = report {
+                write(&p, &serde_json::to_string_pretty(&b)?)?;
+                eprintln!("bench written to {}", p.display());
             }
         }
         Command::Disasm { program } => {

@@ -28,17 +28,34 @@ pub struct Activity {
 }
 
 /// `acc[c] = sat(sum_r w[r][c] * x[r])` over non-zero `x[r]` (a zero input sends no event).
-pub fn mvm(w: &[i32], cols: usize, x: &[i32], acc: &mut [i64], acc_fmt: QFormat) -> Activity {
-    acc.iter_mut().for_each(|a| *a = 0);
-    let mut rows = 0;
-    for (r, &xr) in x.iter().enumerate() {
-        if xr == 0 {
-            continue;
-        }
-        rows += 1;
-        let row = &w[r * cols..(r + 1) * cols];
-        for (a, &wv) in acc.iter_mut().zip(row) {
-            *a += wv as i64 * xr as i64;
+///
+/// `w_bound` bounds every `|w|` (the weight format's range). When no partial sum can leave
+/// `i32` (active rows x `w_bound` x largest |input| below 2^31, true for 8-bit weights and
+/// activations up to 131,072 rows) the sums run in `i32` lanes, with AVX2 where the CPU has it;
+/// otherwise in `i64`. Integer sums are exact, so every path gives the same bits.
+pub fn mvm(
+    w: &[i32],
+    cols: usize,
+    x: &[i32],
+    acc: &mut [i64],
+    acc_fmt: QFormat,
+    w_bound: u64,
+) -> Activity {
+    let rows = x.iter().filter(|&&v| v != 0).count() as u64;
+    let wmax = w_bound;
+    let xmax = x.iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+    if rows.saturating_mul(wmax).saturating_mul(xmax) < (1u64 << 31) {
+        mvm_i32(w, cols, x, acc);
+    } else {
+        acc.iter_mut().for_each(|a| *a = 0);
+        for (r, &xr) in x.iter().enumerate() {
+            if xr == 0 {
+                continue;
+            }
+            let row = &w[r * cols..(r + 1) * cols];
+            for (a, &wv) in acc.iter_mut().zip(row) {
+                *a += wv as i64 * xr as i64;
+            }
         }
     }
     let saturations = saturate_all(acc, acc_fmt);
@@ -51,6 +68,44 @@ pub fn mvm(w: &[i32], cols: usize, x: &[i32], acc: &mut [i64], acc_fmt: QFormat)
         packets: 0,
         spikes: 0,
     }
+}
+
+/// [`mvm`]'s sums in `i32` lanes (the caller checked they cannot overflow).
+fn mvm_i32(w: &[i32], cols: usize, x: &[i32], acc: &mut [i64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { mvm_i32_avx2(w, cols, x, acc) };
+        return;
+    }
+    mvm_i32_portable(w, cols, x, acc)
+}
+
+#[inline(always)]
+fn mvm_i32_portable(w: &[i32], cols: usize, x: &[i32], acc: &mut [i64]) {
+    let mut sums = [0i32; 256];
+    for chunk in 0..cols.div_ceil(256) {
+        let (c0, c1) = (chunk * 256, ((chunk + 1) * 256).min(cols));
+        let s = &mut sums[..c1 - c0];
+        s.fill(0);
+        for (r, &xr) in x.iter().enumerate() {
+            if xr == 0 {
+                continue;
+            }
+            for (a, &wv) in s.iter_mut().zip(&w[r * cols + c0..r * cols + c1]) {
+                *a += wv * xr;
+            }
+        }
+        for (a, &v) in acc[c0..c1].iter_mut().zip(s.iter()) {
+            *a = v as i64;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn mvm_i32_avx2(w: &[i32], cols: usize, x: &[i32], acc: &mut [i64]) {
+    mvm_i32_portable(w, cols, x, acc)
 }
 
 /// Saturates every accumulator to its format; returns how many saturated.
@@ -874,14 +929,50 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The fast `mvm` (i32 lanes, AVX2 when present) equals the plain `i64` sum on random
+        /// shapes, bit widths and sparsity, including bounds where it must fall back to `i64`.
+        #[test]
+        fn fast_mvm_equals_the_scalar_sum(
+            rows in 1usize..300,
+            cols in 1usize..300,
+            wbits in 2u32..17,
+            xbits in 2u32..17,
+            zeros in 0u32..100,
+            seed: u64,
+        ) {
+            let mut rng = sigchip_isa::rng::SplitMix64::new(seed);
+            let mut draw = |bits: u32, zero: bool| {
+                if zero && rng.below(100) < zeros as u64 {
+                    0
+                } else {
+                    (rng.below(1 << bits) as i64 - (1 << (bits - 1))) as i32
+                }
+            };
+            let w: Vec<i32> = (0..rows * cols).map(|_| draw(wbits, false)).collect();
+            let x: Vec<i32> = (0..rows).map(|_| draw(xbits, true)).collect();
+            let fmt = QFormat::new(40, 0);
+            let mut fast = vec![0i64; cols];
+            mvm(&w, cols, &x, &mut fast, fmt, 1 << (wbits - 1));
+            let mut plain = vec![0i64; cols];
+            for r in 0..rows {
+                for c in 0..cols {
+                    plain[c] += w[r * cols + c] as i64 * x[r] as i64;
+                }
+            }
+            saturate_all(&mut plain, fmt);
+            proptest::prop_assert_eq!(fast, plain);
+        }
+    }
+
     #[test]
     fn mvm_skips_zero_inputs_and_saturates() {
         let w = [1, 2, 3, 4, 5, 6];
         let mut acc = [0i64; 2];
-        let a = mvm(&w, 2, &[0, 10, 0], &mut acc, QFormat::new(16, 0));
+        let a = mvm(&w, 2, &[0, 10, 0], &mut acc, QFormat::new(16, 0), 8);
         assert_eq!(acc, [30, 40]);
         assert_eq!((a.rows, a.synapses, a.saturations), (1, 2, 0));
-        let a = mvm(&w, 2, &[100, 100, 100], &mut acc, QFormat::new(8, 0));
+        let a = mvm(&w, 2, &[100, 100, 100], &mut acc, QFormat::new(8, 0), 8);
         assert_eq!(acc, [127, 127]);
         assert_eq!(a.saturations, 2);
     }

@@ -670,7 +670,14 @@ impl Machine {
                 self.counters.neuron_updates += a.neurons;
             }
             Instr::Mvm { .. } => {
-                a = kernels::mvm(&core.w, core.cols, &core.inb, &mut core.acc, layer.acc_fmt);
+                a = kernels::mvm(
+                    &core.w,
+                    core.cols,
+                    &core.inb,
+                    &mut core.acc,
+                    layer.acc_fmt,
+                    layer.weight_fmt.min_raw().unsigned_abs(),
+                );
                 self.counters.saturations.accumulator += a.saturations;
                 self.counters.synaptic_ops += a.synapses;
             }
