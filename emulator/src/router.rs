@@ -278,7 +278,9 @@ impl Network {
                 }
             }
             let heads = &mut heads[..n];
-            heads.sort_unstable();
+            if n > 1 {
+                heads.sort_unstable();
+            }
             let mut i = 0;
             while i < heads.len() {
                 let out = heads[i].0;
@@ -342,20 +344,30 @@ impl Network {
             self.hold(nq / DIRS, 1);
         }
         self.moves = moves;
-        let (held, in_active) = (&self.held, &mut self.in_active);
-        self.active.retain(|&r| {
-            in_active[r] = held[r] > 0;
-            held[r] > 0
-        });
+        if self.active.iter().any(|&r| self.held[r] == 0) {
+            let (held, in_active) = (&self.held, &mut self.in_active);
+            self.active.retain(|&r| {
+                in_active[r] = held[r] > 0;
+                held[r] > 0
+            });
+        }
         self.next_ready = (self.packets > 0).then_some(next);
         delivered
     }
 
+    #[inline]
     fn note(&mut self, q: usize, now: Cycles) {
         let o = self.occupancy[q];
         if o > self.max_occupancy[q] {
             self.max_occupancy[q] = o;
         }
+        if self.trace.is_some() {
+            self.note_trace(q, now, o);
+        }
+    }
+
+    #[cold]
+    fn note_trace(&mut self, q: usize, now: Cycles, o: u32) {
         let keep = self.trace_window.is_none_or(|(a, b)| (a..b).contains(&now));
         if let Some(t) = self.trace.as_mut().filter(|_| keep) {
             t.push((now, q / DIRS, q % DIRS, o));
