@@ -11,9 +11,17 @@ use std::hint::black_box;
 
 fn data(rows: usize, cols: usize, active: u64) -> (Vec<i32>, Vec<i32>) {
     let mut rng = SplitMix64::new(7);
-    let w = (0..rows * cols).map(|_| rng.below(256) as i32 - 128).collect();
+    let w = (0..rows * cols)
+        .map(|_| rng.below(256) as i32 - 128)
+        .collect();
     let x = (0..rows)
-        .map(|_| if rng.below(100) < active { rng.below(128) as i32 } else { 0 })
+        .map(|_| {
+            if rng.below(100) < active {
+                rng.below(128) as i32
+            } else {
+                0
+            }
+        })
         .collect();
     (w, x)
 }
@@ -27,7 +35,16 @@ fn kernels(c: &mut Criterion) {
         g.throughput(Throughput::Elements(nz * cols as u64));
         let mut acc = vec![0i64; cols];
         g.bench_function(format!("mvm, {active}% inputs active"), |b| {
-            b.iter(|| mvm(black_box(&w), cols, black_box(&x), &mut acc, QFormat::new(24, 0), 128))
+            b.iter(|| {
+                mvm(
+                    black_box(&w),
+                    cols,
+                    black_box(&x),
+                    &mut acc,
+                    QFormat::new(24, 0),
+                    128,
+                )
+            })
         });
     }
     let (mut w, x) = data(rows, cols, 50);
@@ -42,7 +59,16 @@ fn kernels(c: &mut Criterion) {
     for rounding in [Rounding::Nearest, Rounding::Stochastic] {
         g.bench_function(format!("update, {rounding:?} rounding"), |b| {
             b.iter(|| {
-                update(&mut w, cols, black_box(&x), black_box(&delta), 12, rounding, key, QFormat::new(8, 7))
+                update(
+                    &mut w,
+                    cols,
+                    black_box(&x),
+                    black_box(&delta),
+                    12,
+                    rounding,
+                    key,
+                    QFormat::new(8, 7),
+                )
             })
         });
     }

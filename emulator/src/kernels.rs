@@ -729,6 +729,29 @@ pub fn update(
         return act;
     }
     let (lo, hi) = (fmt.min_raw(), fmt.max_raw());
+    if rounding == Rounding::Nearest && (1..63).contains(&shift) {
+        // Branch-free rows (a zero error rounds to a zero change), which the compiler
+        // vectorizes; the same arithmetic as the general loop below.
+        let nonzero = delta.iter().filter(|&&d| d != 0).count() as u64;
+        let half = 1i64 << (shift - 1);
+        for (r, &xr) in x.iter().enumerate() {
+            if xr == 0 {
+                continue;
+            }
+            act.rows += 1;
+            act.synapses += nonzero;
+            let row = &mut w[r * cols..(r + 1) * cols];
+            let xr = xr as i64;
+            let mut sat = 0u64;
+            for (wv, &d) in row.iter_mut().zip(delta) {
+                let nv = *wv as i64 + ((-(d * xr) + half) >> shift);
+                sat += (nv < lo || nv > hi) as u64;
+                *wv = nv.clamp(lo, hi) as i32;
+            }
+            act.saturations += sat;
+        }
+        return act;
+    }
     for (r, &xr) in x.iter().enumerate() {
         if xr == 0 {
             continue;
