@@ -56,6 +56,9 @@ pub struct TemporalF32 {
     pub targets: Vec<Vec<f32>>,
     pub target_refresh: u64,
     pub seed: u64,
+    /// Every this many samples every learning rate halves (`learning.anneal_every`).
+    pub anneal_every: Option<u64>,
+    lr_scale: f32,
     /// The pixels of the sample to come, with the data set's `max` and the encoder's key.
     pixels: Vec<u8>,
     max: u8,
@@ -122,6 +125,8 @@ impl TemporalF32 {
             projection,
             target_refresh: desc.target_refresh.max(1) as u64,
             seed: desc.seed,
+            anneal_every: desc.learning.anneal_every,
+            lr_scale: 1.0,
             pixels: Vec::new(),
             max: 1,
             key: 0,
@@ -324,7 +329,7 @@ impl TemporalF32 {
                     }
                 }
                 if let Some(y) = label {
-                    let rate = self.lrs[i];
+                    let rate = self.lrs[i] * self.lr_scale;
                     let v: Vec<f32> = sig.iter().map(|s| s.0).collect();
                     let delta: Vec<f32> = if i < hidden {
                         match self.loss {
@@ -418,6 +423,7 @@ impl Model for TemporalF32 {
         if step.is_multiple_of(self.target_refresh) {
             self.refresh_targets();
         }
+        self.lr_scale = super::anneal_scale(self.anneal_every, step);
         self.run(Some(label))
     }
 
