@@ -192,7 +192,8 @@ pub fn baseline_cost(
     };
     let feedback: u64 = match algorithm {
         Algorithm::FeedbackAlignment => layers[1..].iter().map(|&(r, c, _, _)| r * c).sum::<u64>(),
-        Algorithm::DirectFeedbackAlignment => layers[..hidden]
+        // As the time model: every layer below the last gets the output error.
+        Algorithm::DirectFeedbackAlignment => layers[..layers.len() - 1]
             .iter()
             .map(|&(_, c, _, _)| classes * c)
             .sum(),

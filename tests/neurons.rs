@@ -163,7 +163,7 @@ fn bad_neuron_parameters_are_named() {
         "{e}"
     );
     // Zero time steps.
-    let e = compile_err(&voltage.replace("steps: 8", "steps: 0"));
+    let e = compile_err(&voltage.replace("steps: 16", "steps: 0"));
     assert!(e.contains("neuron.steps: is 0, must be in 1..=1024"), "{e}");
     // A leak as wide as the state.
     let e = compile_err(&voltage.replace("leak_shift: 3", "leak_shift: 16"));
@@ -247,18 +247,18 @@ fn plots_show_the_first_test_sample() {
     let paths = emulator::train::plot_first_test_sample(&mut m, &d, &dir).unwrap();
     let raster = std::fs::read_to_string(&paths[0]).unwrap();
     let membrane = std::fs::read_to_string(&paths[1]).unwrap();
-    // One black mark per spike of the sample, across both layers and 8 steps.
+    // One black mark per spike of the sample, across both layers and 16 steps.
     let marks = raster.matches(r#"fill="black""#).count();
     let spikes: u64 = m.counters.spikes.iter().sum();
     assert!(
         marks > 0 && marks as u64 == spikes,
         "{marks} marks, {spikes} spikes"
     );
-    // Four neurons of layer 2, a point per step, and the threshold line.
+    // Four neurons of layer 2, a point per step (16), and the threshold line.
     assert_eq!(membrane.matches("<polyline").count(), 4);
     assert!(membrane.contains("threshold 1"));
     for line in membrane.lines().filter(|l| l.starts_with("<polyline")) {
-        assert_eq!(line.matches(',').count(), 8, "{line}");
+        assert_eq!(line.matches(',').count(), 16, "{line}");
     }
     // Without time steps there is nothing to plot.
     let rate = compiler::compile_str(&example("digits"), "d", &ChipDescription::default())

@@ -390,3 +390,53 @@ fn the_waveform_shows_the_worked_example() {
     assert_eq!(at("input_port.sent_east", o + 40), 36);
     assert_ne!(values("core0.out").len(), 0);
 }
+
+/// A program whose streams do not match its routes stops with an error on both engines
+/// instead of running forever or losing the message: here core0 never takes its label.
+#[test]
+fn a_message_nobody_receives_is_an_error_on_both_engines() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{dir}/examples/digits.ron")).unwrap();
+    let mut p = compiler::compile_str(&text, "digits", &ChipDescription::default())
+        .unwrap()
+        .program;
+    let label_route = p
+        .routes
+        .iter()
+        .find(|r| {
+            r.src_buf == sigchip::isa::Buf::Label
+                && r.dst == sigchip::isa::Endpoint::Core(p.cores[0].id)
+        })
+        .unwrap()
+        .id;
+    p.cores[0]
+        .streams
+        .learn
+        .retain(|i| *i != Instr::Recv { route: label_route });
+    let d = data::digits();
+    let mut x = Vec::new();
+    encode_input(
+        d.train.image(0),
+        d.max_value,
+        p.network.input_format,
+        &mut x,
+    );
+    for engine in [EngineKind::Event, EngineKind::Tick] {
+        let mut m = Machine::new(p.clone()).unwrap();
+        m.engine = engine;
+        m.run(&[Phase::Targets], 0, None, None).unwrap();
+        let e = m
+            .run(&[Phase::Forward, Phase::Learn], 0, Some(&x), Some(3))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("a message on {label_route} was never received")),
+            "{engine:?}: {e}"
+        );
+    }
+    // A chip whose cores inject no packet per cycle is refused.
+    let e = ChipDescription::from_ron("(costs: (send_packet: 0))", "c.ron")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("costs.send_packet: is 0"), "{e}");
+}

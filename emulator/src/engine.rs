@@ -327,7 +327,7 @@ impl Machine {
             if self.network.is_empty()
                 && port_stuck
                 && run.cores.iter().all(|c| c.wait == Wait::Done || blocked(c))
-                && run.cores.iter().any(blocked)
+                && (run.cores.iter().any(blocked) || !run.port_queue.is_empty())
             {
                 return Err(self.deadlock(run));
             }
@@ -343,13 +343,19 @@ impl Machine {
         if run.cores.iter().any(|c| c.wait != Wait::Done) || !run.port_queue.is_empty() {
             return Err(self.deadlock(run));
         }
+        // A message nobody received: the streams do not match their routes.
+        if let Some(r) = run.mailbox.iter().position(Option::is_some) {
+            return Err(EmuError::Unreceived {
+                route: RouteId(r as u16),
+            });
+        }
         let end = run.cores.iter().map(|c| c.ready).max().unwrap_or(0);
         run.out.end = run.out.end.max(end);
         Ok(())
     }
 
     fn deadlock(&self, run: &Run) -> EmuError {
-        let waiting = run
+        let mut waiting: Vec<(CoreId, RouteId)> = run
             .cores
             .iter()
             .enumerate()
@@ -358,6 +364,13 @@ impl Machine {
                 _ => None,
             })
             .collect();
+        if let Some(r) = run.mailbox.iter().position(Option::is_some) {
+            // The input port (shown as core65535) waits on a route whose last message was
+            // never received.
+            if !run.port_queue.is_empty() {
+                waiting.push((CoreId(u16::MAX), RouteId(r as u16)));
+            }
+        }
         let job = run.cores.iter().map(|c| c.job).min().unwrap_or(0);
         EmuError::Deadlock {
             phase: run

@@ -33,6 +33,10 @@ pub enum EmuError {
     },
     #[error("the data set does not fit the program: {0}")]
     Shape(String),
+    #[error(
+        "a message on {route} was never received: the program's streams do not match its routes"
+    )]
+    Unreceived { route: RouteId },
     #[error("{0}")]
     Output(String),
 }
@@ -579,6 +583,13 @@ impl Machine {
     ) -> Result<(Cycles, Activity, bool), EmuError> {
         let costs = self.program.chip.costs;
         let classes = self.program.network.classes as usize;
+        // Every time step's updates draw fresh random bits; the learning rate anneals by sample.
+        let neuron = self.program.network.neuron;
+        let key_step = if neuron.has_time() {
+            step * neuron.steps() as u64 + tau as u64
+        } else {
+            step
+        };
         let core = &mut self.cores[ci];
         let layer = &self.layers[core.layer];
         let mut a = Activity::default();
@@ -875,7 +886,7 @@ impl Machine {
                     layer: layer.index,
                     row_start: core.row_start,
                     col_start: core.col_start,
-                    step: step * 512 + 511,
+                    step: key_step * 512 + 511,
                 };
                 a = kernels::apply(
                     &mut core.w,
@@ -919,7 +930,7 @@ impl Machine {
                     layer: layer.index,
                     row_start: core.row_start,
                     col_start: core.col_start,
-                    step: step * 512 + sub,
+                    step: key_step * 512 + sub,
                 };
                 a = kernels::update(
                     &mut core.w,
@@ -953,7 +964,7 @@ impl Machine {
                         layer: 0,
                         row_start: row as u32,
                         col_start: core.col_start,
-                        step: step * 512 + sub,
+                        step: key_step * 512 + sub,
                     };
                     let r = &mut s[row * core.cols..(row + 1) * core.cols];
                     let u = kernels::update(

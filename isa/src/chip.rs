@@ -408,6 +408,12 @@ impl ChipDescription {
                 "is 0, a core needs at least one instruction".into(),
             );
         }
+        if self.costs.send_packet == 0 {
+            bad(
+                "costs.send_packet",
+                "is 0, a router takes at most one packet per cycle from a core".into(),
+            );
+        }
         if self.costs.hop == 0 {
             bad("costs.hop", "is 0, a link takes at least one cycle".into());
         }

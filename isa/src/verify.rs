@@ -587,6 +587,22 @@ fn check_capacity(p: &Program, v: &mut Vec<Violation>) {
                 ),
             );
         }
+        // The emulator bounds its sums by the layer's weight format.
+        if core.layer.index() >= 1
+            && core.layer.index() <= p.layers.len()
+            && w.format != p.layer(core.layer).weight_format
+        {
+            structural(
+                v,
+                format!(
+                    "{}: weight image format {} differs from {}'s weight format {}",
+                    core.id,
+                    w.format,
+                    core.layer,
+                    p.layer(core.layer).weight_format
+                ),
+            );
+        }
         for (what, img) in [
             ("weight", Some(w)),
             ("projection", core.projection.as_ref()),
