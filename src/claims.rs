@@ -233,7 +233,6 @@ pub fn baseline_cost(
     } else {
         0
     };
-    let hops = 1.0;
     BaselineCost {
         memory_bits: base + act_store + feedback + grads + feedback_grads,
         stored_activation_bits: act_store,
@@ -242,7 +241,8 @@ pub fn baseline_cost(
         pj_per_train_sample: forward_pj
             + synops as f64 * e.synaptic_op.value
             + updates as f64 * e.weight_update.value
-            + packets as f64 * hops * e.router_hop.value
+            // One hop per backward message; about six instructions per layer's backward step.
+            + packets as f64 * e.router_hop.value
             + (layers.len() as f64 * 6.0) * e.instruction.value,
     }
 }

@@ -1,9 +1,10 @@
 //! # sigchip-emulator: bit- and cycle-accurate emulation of sigchip programs
 //!
-//! The central type is [`Machine`]: a chip loaded with a verified [`sigchip_isa::Program`]. It
-//! runs each core's instruction streams with a per-core clock, computing every value with the
-//! chip's fixed-point kernels ([`kernels`]) and charging every instruction, synaptic event and
-//! router hop through the timing model ([`timing`]). The arithmetic and the timing are separate
+//! The central type is [`Machine`]: a chip loaded with a verified [`sigchip_isa::Program`]. An
+//! engine ([`engine`]: event-driven, or the cycle-by-cycle tick reference) runs each core's
+//! instruction streams in global time, moving messages packet by packet through the network
+//! ([`router`]), computing every value with the chip's fixed-point kernels ([`kernels`]) and
+//! charging every instruction through the timing model ([`timing`]). The arithmetic and the timing are separate
 //! so the arithmetic can be vectorized without changing a cycle.
 //!
 //! [`train`](mod@train) drives training and inference over a [`data::Dataset`] and produces a

@@ -1,12 +1,8 @@
-//! The event engine: runs a verified program's instruction streams, core by core, each with its
-//! own clock.
-//!
-//! A core runs until it halts or blocks on a `recv` whose message has not been sent yet; the
-//! engine then moves to the next core, and sweeps until every core has halted. A message's
-//! arrival cycle is fixed when it is sent (send end + hops x hop cost), so the cycle of every
-//! event is the same whatever order the host emulates cores in: routes are point to point and
-//! this model has no link contention. Arithmetic is in [`crate::kernels`], cycles in
-//! [`crate::timing`].
+//! A loaded chip: the state of every core, the semantics of every instruction ([`Machine`]'s
+//! `exec`), and runs of phases for one sample ([`Machine::run`]) with the jobs and input-port
+//! messages they expand to ([`sample_work`], time steps included). The engines that step it in
+//! time are in [`crate::engine`], the network in [`crate::router`], the arithmetic in
+//! [`crate::kernels`] and the cycles in [`crate::timing`].
 
 use crate::engine::{EngineKind, Job, PortMessage, Trace};
 use crate::kernels::{self, Activity, UpdateKey};

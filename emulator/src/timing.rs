@@ -1,7 +1,7 @@
 //! The timing model: cycles of each instruction from the chip's cost table and the activity the
-//! kernels report. The engine charges every instruction through [`instr_cycles`] and every
-//! message through [`message_latency`]; nothing else advances a core's clock, except waiting
-//! for a message. See docs/timing-model.md.
+//! kernels report. The engine charges every instruction through [`instr_cycles`]; messages take
+//! the time the network ([`crate::router`]) gives them; nothing else advances a core's clock,
+//! except waiting for a message or a free route. See docs/timing-model.md.
 
 use crate::kernels::Activity;
 use sigchip_isa::chip::Costs;
@@ -46,11 +46,6 @@ pub fn instr_cycles(instr: &Instr, activity: &Activity, packets: u64, c: &Costs)
             | Instr::Delta { .. }
             | Instr::DeltaT { .. } => lanes(activity.neurons, c),
         }
-}
-
-/// Cycles from the end of a `send` until its last packet is at the destination.
-pub fn message_latency(hops: u32, c: &Costs) -> Cycles {
-    hops as u64 * c.hop as u64
 }
 
 /// Packets of a message: its non-zero entries plus one tail packet that closes it.
