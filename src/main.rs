@@ -19,6 +19,13 @@ use std::path::{Path, PathBuf};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Host threads for the emulator (inferences run in parallel chunks); every thread count
+    /// gives the same bits, cycles and reports. Default: one per CPU.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Do not use SIMD instructions in the emulator's kernels (the same bits, slower).
+    #[arg(long, global = true)]
+    no_simd: bool,
 }
 
 #[derive(Subcommand)]
@@ -343,7 +350,18 @@ fn main() {
 }
 
 fn real_main() -> Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("could not start the emulator's threads")?;
+    }
+    emu::kernels::set_simd(!cli.no_simd);
+    match cli.command {
         Command::Compile {
             net,
             chip,

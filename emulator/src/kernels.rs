@@ -8,6 +8,7 @@
 use sigchip_isa::fixed_point::{round_shift, stochastic_shift};
 use sigchip_isa::rng::{stochastic_bits, stochastic_row_key};
 use sigchip_isa::{Activation, QFormat, Rounding};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Activity of one kernel call: what the timing and energy models charge for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,6 +26,28 @@ pub struct Activity {
     pub packets: u64,
     /// Spikes emitted by a spiking neuron step.
     pub spikes: u64,
+}
+
+/// Whether the kernels may use SIMD instructions the CPU has (see [`set_simd`]).
+static SIMD_ALLOWED: AtomicBool = AtomicBool::new(true);
+
+/// Allows or forbids SIMD instructions in the kernels, for the whole process. Every kernel
+/// gives the same bits either way (integer sums are exact); this exists to show that, and to
+/// measure what SIMD buys.
+pub fn set_simd(allowed: bool) {
+    SIMD_ALLOWED.store(allowed, Ordering::Relaxed);
+}
+
+/// Whether the kernels use AVX2: allowed and present on this CPU.
+pub fn simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        SIMD_ALLOWED.load(Ordering::Relaxed) && std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// `acc[c] = sat(sum_r w[r][c] * x[r])` over non-zero `x[r]` (a zero input sends no event).
@@ -73,7 +96,7 @@ pub fn mvm(
 /// [`mvm`]'s sums in `i32` lanes (the caller checked they cannot overflow).
 fn mvm_i32(w: &[i32], cols: usize, x: &[i32], acc: &mut [i64]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if simd() {
         // SAFETY: the CPU supports AVX2 (checked just above).
         unsafe { mvm_i32_avx2(w, cols, x, acc) };
         return;
@@ -752,6 +775,32 @@ pub fn update(
         }
         return act;
     }
+    if rounding == Rounding::Stochastic && (1..32).contains(&shift) {
+        // Branch-free rows again: a zero error adds random bits below the shift and rounds to
+        // a zero change. The same arithmetic as `stochastic_shift` with 32 random bits.
+        let nonzero = delta.iter().filter(|&&d| d != 0).count() as u64;
+        let mask = (1i64 << shift) - 1;
+        for (r, &xr) in x.iter().enumerate() {
+            if xr == 0 {
+                continue;
+            }
+            act.rows += 1;
+            act.synapses += nonzero;
+            let row_key =
+                stochastic_row_key(key.seed, key.layer, key.row_start + r as u32, key.step);
+            let row = &mut w[r * cols..(r + 1) * cols];
+            let xr = xr as i64;
+            let mut sat = 0u64;
+            for (c, (wv, &d)) in row.iter_mut().zip(delta).enumerate() {
+                let bits = stochastic_bits(row_key, key.col_start + c as u32) as i64;
+                let nv = *wv as i64 + ((-(d * xr) + (bits & mask)) >> shift);
+                sat += (nv < lo || nv > hi) as u64;
+                *wv = nv.clamp(lo, hi) as i32;
+            }
+            act.saturations += sat;
+        }
+        return act;
+    }
     for (r, &xr) in x.iter().enumerate() {
         if xr == 0 {
             continue;
@@ -949,6 +998,82 @@ mod tests {
                 let e = (h[j] - t[j]) as i64;
                 proptest::prop_assert_eq!(d[j], if h[j] < 0 { e >> shift } else { e });
             }
+        }
+    }
+
+    /// [`update`] spelled out synapse by synapse: skip zero inputs and errors, round, saturate.
+    #[allow(clippy::too_many_arguments)]
+    fn update_reference(
+        w: &mut [i32],
+        cols: usize,
+        x: &[i32],
+        delta: &[i64],
+        shift: i32,
+        rounding: Rounding,
+        key: UpdateKey,
+        fmt: QFormat,
+    ) -> (u64, u64) {
+        let (mut synapses, mut saturations) = (0, 0);
+        for (r, &xr) in x.iter().enumerate() {
+            let row_key =
+                stochastic_row_key(key.seed, key.layer, key.row_start + r as u32, key.step);
+            for (c, &d) in delta.iter().enumerate() {
+                if xr == 0 || d == 0 {
+                    continue;
+                }
+                synapses += 1;
+                let v = -(d * xr as i64);
+                let dv = match rounding {
+                    Rounding::Nearest => round_shift(v, shift),
+                    Rounding::Stochastic => stochastic_shift(
+                        v,
+                        shift,
+                        stochastic_bits(row_key, key.col_start + c as u32),
+                    ),
+                };
+                let nv = w[r * cols + c] as i64 + dv;
+                saturations += (nv < fmt.min_raw() || nv > fmt.max_raw()) as u64;
+                w[r * cols + c] = nv.clamp(fmt.min_raw(), fmt.max_raw()) as i32;
+            }
+        }
+        (synapses, saturations)
+    }
+
+    proptest::proptest! {
+        /// The branch-free update rows equal the synapse-by-synapse rule on random shapes,
+        /// weight widths, shifts (including those outside the fast paths), sparsity and both
+        /// roundings.
+        #[test]
+        fn fast_update_equals_the_synapse_by_synapse_rule(
+            rows in 1usize..12,
+            cols in 1usize..40,
+            bits in 2u8..17,
+            shift in 0i32..40,
+            stochastic in proptest::bool::ANY,
+            sparsity in 0u32..4,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let mut rng = sigchip_isa::rng::SplitMix64::new(seed);
+            let fmt = QFormat::new(bits, bits as i8 - 1);
+            let span = (fmt.max_raw() - fmt.min_raw() + 1) as u64;
+            let mut w: Vec<i32> = (0..rows * cols)
+                .map(|_| (fmt.min_raw() + rng.below(span) as i64) as i32)
+                .collect();
+            let mut draw = |span: u64| {
+                let v = rng.below(span) as i64 - (span / 2) as i64;
+                if rng.below(4) < sparsity as u64 { 0 } else { v }
+            };
+            let x: Vec<i32> = (0..rows).map(|_| draw(256) as i32).collect();
+            let delta: Vec<i64> = (0..cols).map(|_| draw(1 << 20)).collect();
+            let rounding = if stochastic { Rounding::Stochastic } else { Rounding::Nearest };
+            let key = UpdateKey { seed, layer: 2, row_start: 7, col_start: 300, step: seed >> 7 };
+            let mut expect = w.clone();
+            let (synapses, saturations) =
+                update_reference(&mut expect, cols, &x, &delta, shift, rounding, key, fmt);
+            let act = update(&mut w, cols, &x, &delta, shift, rounding, key, fmt);
+            proptest::prop_assert_eq!(&w, &expect);
+            proptest::prop_assert_eq!(act.synapses, synapses);
+            proptest::prop_assert_eq!(act.saturations, saturations);
         }
     }
 

@@ -128,6 +128,7 @@ pub struct Counters {
     pub spikes: Vec<u64>,
 }
 
+#[derive(Clone)]
 struct LayerRt {
     index: u16,
     act: Activation,
@@ -155,6 +156,7 @@ struct LayerRt {
 }
 
 /// The state of one core: its memories, as struct-of-arrays buffers.
+#[derive(Clone)]
 struct Core {
     layer: usize,
     cols: usize,
@@ -204,6 +206,7 @@ pub struct RunResult {
 }
 
 /// A chip loaded with a program.
+#[derive(Clone)]
 pub struct Machine {
     program: Program,
     layers: Vec<LayerRt>,
@@ -525,6 +528,11 @@ impl Machine {
     /// The network, for waveforms.
     pub fn network_mut(&mut self) -> &mut Network {
         &mut self.network
+    }
+
+    /// The network model (its statistics).
+    pub fn network(&self) -> &Network {
+        &self.network
     }
 
     pub(crate) fn core_count(&self) -> usize {

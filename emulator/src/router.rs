@@ -30,8 +30,8 @@ struct Packet {
     msg: u32,
     last: bool,
     route: u16,
-    /// Index into the route's path of the router this packet is at.
-    at: u16,
+    /// Index into `Network::hops` of the router this packet is at.
+    hop: u32,
     /// The first cycle it may leave the buffer it is in.
     ready: Cycles,
     /// Arbitration key: injection cycle, then global injection order.
@@ -74,6 +74,7 @@ pub struct Delivery {
 }
 
 /// The network of one program.
+#[derive(Clone)]
 pub struct Network {
     width: i32,
     height: i32,
@@ -82,14 +83,21 @@ pub struct Network {
     depth: u32,
     /// Per route: the router index of every position it passes, source first.
     paths: Vec<Vec<usize>>,
+    /// Per route and position along it: the output direction and the next buffer
+    /// ([`Network::next_hop`]), all routes end to end; `hop_start[route]` is the source's entry.
+    hops: Vec<(u8, u32)>,
+    hop_start: Vec<u32>,
     /// Per (router, input direction).
     queues: Vec<VecDeque<Packet>>,
     /// Per (router, input direction): queued packets plus packets on the link towards it.
     occupancy: Vec<u32>,
-    /// Routers with a non-empty input buffer, and how many packets each holds.
+    /// Routers with a non-empty input buffer, and a bit per non-empty input buffer of each.
     active: Vec<usize>,
     in_active: Vec<bool>,
-    held: Vec<u32>,
+    nonempty: Vec<u8>,
+    /// Per (router, input direction): when the head packet may leave (`Cycles::MAX`: empty).
+    /// Mirrors `queues[q].front().ready`, so a step reads one array, not five queues.
+    head_ready: Vec<Cycles>,
     packets: u64,
     seq: u64,
     /// Per (router, output direction).
@@ -133,10 +141,16 @@ impl Network {
         let (width, height) = (width as i32, height as i32);
         let routers = ((width + 2) * height) as usize;
         let index = |(x, y): (i32, i32)| ((x + 1) + (width + 2) * y) as usize;
-        let paths = paths
+        let paths: Vec<Vec<usize>> = paths
             .into_iter()
             .map(|p| p.into_iter().map(index).collect())
             .collect();
+        let mut hops = Vec::new();
+        let mut hop_start = Vec::new();
+        for path in &paths {
+            hop_start.push(hops.len() as u32);
+            hops.extend((0..path.len()).map(|at| next_hop(width, path, at)));
+        }
         let stats = (0..routers * DIRS)
             .map(|i| {
                 let r = (i / DIRS) as i32;
@@ -154,11 +168,14 @@ impl Network {
             bandwidth: router.link_bandwidth.max(1),
             depth: router.buffer_depth.max(1),
             paths,
+            hops,
+            hop_start,
             queues: vec![VecDeque::new(); routers * DIRS],
             occupancy: vec![0; routers * DIRS],
             active: Vec::new(),
             in_active: vec![false; routers],
-            held: vec![0; routers],
+            nonempty: vec![0; routers],
+            head_ready: vec![Cycles::MAX; routers * DIRS],
             packets: 0,
             seq: 0,
             stats,
@@ -186,9 +203,11 @@ impl Network {
     pub fn inject(&mut self, route: u16, msg: u32, packets: u64, first: Cycles, spacing: Cycles) {
         let src = self.paths[route as usize][0];
         let q = src * DIRS + LOCAL;
-        let (out, next) = self.next_hop(route, 0);
+        let hop = self.hop_start[route as usize];
+        let (out, next) = self.hops[hop as usize];
         if self.queues[q].is_empty() {
             self.next_ready = Some(self.next_ready.map_or(first, |n| n.min(first)));
+            self.head_ready[q] = first;
         }
         for k in 0..packets {
             let ready = first + k * spacing;
@@ -196,7 +215,7 @@ impl Network {
                 msg,
                 last: k + 1 == packets,
                 route,
-                at: 0,
+                hop,
                 ready,
                 birth: ready,
                 seq: self.seq,
@@ -208,46 +227,24 @@ impl Network {
         self.packets += packets;
         self.occupancy[q] += packets as u32;
         self.note(q, first);
-        self.hold(src, packets as u32);
+        self.mark(q);
     }
 
-    /// Counts `n` more packets in router `r`'s buffers (it is active while it holds any).
-    fn hold(&mut self, r: usize, n: u32) {
+    /// Marks buffer `q` non-empty (its router is active while any of its buffers is).
+    #[inline]
+    fn mark(&mut self, q: usize) {
+        let r = q / DIRS;
         if !self.in_active[r] {
             self.in_active[r] = true;
             self.active.push(r);
         }
-        self.held[r] += n;
+        self.nonempty[r] |= 1 << (q % DIRS);
     }
 
     /// The next cycle at or after `now` at which stepping can change anything (`None` when the
     /// network is empty): a buffer head becomes ready.
     pub fn next_event(&self, now: Cycles) -> Option<Cycles> {
         self.next_ready.map(|n| n.max(now))
-    }
-
-    /// The output direction a packet at path position `at` of `route` leaves by, and the
-    /// buffer (router x 5 + input direction) it enters ([`EJECT`] when it leaves here).
-    fn next_hop(&self, route: u16, at: u16) -> (u8, u32) {
-        let path = &self.paths[route as usize];
-        let here = path[at as usize];
-        let Some(&next) = path.get(at as usize + 1) else {
-            return (LOCAL as u8, EJECT);
-        };
-        let w = (self.width + 2) as usize;
-        // West 1, east 2, north 3, south 4: the output towards the neighbour and the input
-        // the neighbour receives it on (the opposite side).
-        let (out, inp) = if next == here + 1 {
-            (2, 1)
-        } else if next + 1 == here {
-            (1, 2)
-        } else if next == here + w {
-            (4, 3)
-        } else {
-            debug_assert_eq!(next + w, here, "dimension-ordered paths move one router");
-            (3, 4)
-        };
-        (out, (next * DIRS + inp) as u32)
     }
 
     /// One cycle of every router. Returns the messages whose tails were ejected.
@@ -266,15 +263,18 @@ impl Network {
             // first.
             let mut heads = [(0u8, 0u64, 0u64, 0usize); DIRS];
             let mut n = 0;
-            for d in 0..DIRS {
+            let mut bits = self.nonempty[r];
+            while bits != 0 {
+                let d = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
                 let q = r * DIRS + d;
-                if let Some(p) = self.queues[q].front() {
-                    if p.ready <= now {
-                        heads[n] = (p.out, p.birth, p.seq, q);
-                        n += 1;
-                    } else {
-                        next = next.min(p.ready);
-                    }
+                let ready = self.head_ready[q];
+                if ready <= now {
+                    let p = &self.queues[q][0];
+                    heads[n] = (p.out, p.birth, p.seq, q);
+                    n += 1;
+                } else {
+                    next = next.min(ready);
                 }
             }
             let heads = &mut heads[..n];
@@ -307,18 +307,28 @@ impl Network {
                 }
             }
         }
+        let tracing = self.link_trace.is_some();
         for &(q, link) in &moves {
-            let mut p = self.queues[q].pop_front().expect("a decided head");
-            self.occupancy[q] -= 1;
-            self.held[q / DIRS] -= 1;
-            self.note(q, now);
-            if let Some(h) = self.queues[q].front() {
-                next = next.min(h.ready.max(now + 1));
+            let queue = &mut self.queues[q];
+            let mut p = queue.pop_front().expect("a decided head");
+            match queue.front() {
+                Some(h) => {
+                    self.head_ready[q] = h.ready;
+                    next = next.min(h.ready.max(now + 1));
+                }
+                None => {
+                    self.head_ready[q] = Cycles::MAX;
+                    self.nonempty[q / DIRS] &= !(1 << (q % DIRS));
+                }
             }
+            self.occupancy[q] -= 1;
+            self.note(q, now);
             self.stats[link].packets += 1;
-            let keep = self.trace_window.is_none_or(|(a, b)| (a..b).contains(&now));
-            if let Some(t) = self.link_trace.as_mut().filter(|_| keep) {
-                t.push((now, link / DIRS, link % DIRS));
+            if tracing {
+                let keep = self.trace_window.is_none_or(|(a, b)| (a..b).contains(&now));
+                if let Some(t) = self.link_trace.as_mut().filter(|_| keep) {
+                    t.push((now, link / DIRS, link % DIRS));
+                }
             }
             if p.next == EJECT {
                 self.packets -= 1;
@@ -332,23 +342,24 @@ impl Network {
                 continue;
             }
             let nq = p.next as usize;
-            p.at += 1;
+            p.hop += 1;
             p.ready = now + self.hop;
-            (p.out, p.next) = self.next_hop(p.route, p.at);
+            (p.out, p.next) = self.hops[p.hop as usize];
             if self.queues[nq].is_empty() {
                 next = next.min(p.ready);
+                self.head_ready[nq] = p.ready;
             }
             self.queues[nq].push_back(p);
             self.occupancy[nq] += 1;
             self.note(nq, now);
-            self.hold(nq / DIRS, 1);
+            self.mark(nq);
         }
         self.moves = moves;
-        if self.active.iter().any(|&r| self.held[r] == 0) {
-            let (held, in_active) = (&self.held, &mut self.in_active);
+        if self.active.iter().any(|&r| self.nonempty[r] == 0) {
+            let (nonempty, in_active) = (&self.nonempty, &mut self.in_active);
             self.active.retain(|&r| {
-                in_active[r] = held[r] > 0;
-                held[r] > 0
+                in_active[r] = nonempty[r] != 0;
+                in_active[r]
             });
         }
         self.next_ready = (self.packets > 0).then_some(next);
@@ -371,6 +382,19 @@ impl Network {
         let keep = self.trace_window.is_none_or(|(a, b)| (a..b).contains(&now));
         if let Some(t) = self.trace.as_mut().filter(|_| keep) {
             t.push((now, q / DIRS, q % DIRS, o));
+        }
+    }
+
+    /// Adds what `other`, a copy of this network taken when its link statistics were `since`,
+    /// counted after that: link loads and stalls, and the largest buffer occupancies.
+    pub fn absorb(&mut self, other: &Network, since: &[LinkStats]) {
+        for ((s, o), b) in self.stats.iter_mut().zip(&other.stats).zip(since) {
+            s.packets += o.packets - b.packets;
+            s.stall_contention += o.stall_contention - b.stall_contention;
+            s.stall_backpressure += o.stall_backpressure - b.stall_backpressure;
+        }
+        for (m, o) in self.max_occupancy.iter_mut().zip(&other.max_occupancy) {
+            *m = (*m).max(*o);
         }
     }
 
@@ -403,6 +427,30 @@ impl Network {
     pub fn dir_name(d: usize) -> &'static str {
         DIR_NAMES[d]
     }
+}
+
+/// The output direction a packet at position `at` of `path` (router indices of a grid
+/// `width` routers wide, ports included) leaves by, and the buffer (router x 5 + input
+/// direction) it enters ([`EJECT`] when it leaves the network there).
+fn next_hop(width: i32, path: &[usize], at: usize) -> (u8, u32) {
+    let here = path[at];
+    let Some(&next) = path.get(at + 1) else {
+        return (LOCAL as u8, EJECT);
+    };
+    let w = (width + 2) as usize;
+    // West 1, east 2, north 3, south 4: the output towards the neighbour and the input the
+    // neighbour receives it on (the opposite side).
+    let (out, inp) = if next == here + 1 {
+        (2, 1)
+    } else if next + 1 == here {
+        (1, 2)
+    } else if next == here + w {
+        (4, 3)
+    } else {
+        debug_assert_eq!(next + w, here, "dimension-ordered paths move one router");
+        (3, 4)
+    };
+    (out, (next * DIRS + inp) as u32)
 }
 
 #[cfg(test)]

@@ -246,6 +246,22 @@ pub struct EvalResult {
 }
 
 impl EvalResult {
+    /// Adds the counts of another part of the same split.
+    fn add(&mut self, o: &EvalResult) {
+        self.correct += o.correct;
+        self.samples += o.samples;
+        self.cycles += o.cycles;
+        self.latency += o.latency;
+        if self.layer_correct.len() < o.layer_correct.len() {
+            self.layer_correct.resize(o.layer_correct.len(), None);
+        }
+        for (c, o) in self.layer_correct.iter_mut().zip(&o.layer_correct) {
+            if let Some(o) = o {
+                *c = Some(c.unwrap_or(0) + o);
+            }
+        }
+    }
+
     pub fn accuracy(&self) -> f64 {
         if self.samples == 0 {
             0.0
@@ -280,6 +296,11 @@ pub fn evaluate(
 }
 
 /// [`evaluate`], recording the window of `rec` (the refresh, then the samples back to back).
+///
+/// Every inference starts from an empty chip at cycle 0 and changes neither weights nor
+/// targets, so the samples are independent: without a recording they run in contiguous chunks
+/// on copies of the machine, one per thread, and the counts are summed. The result is the same
+/// for every thread count; the machine itself runs the last chunk, so it ends in the same state.
 fn evaluate_traced(
     m: &mut Machine,
     split: &Split,
@@ -287,12 +308,75 @@ fn evaluate_traced(
     progress: Progress,
     rec: &mut Option<Waveform>,
 ) -> Result<EvalResult, EmuError> {
-    let mut offset = traced(rec, m, 0, refresh_targets)?;
+    let offset = traced(rec, m, 0, refresh_targets)?;
+    let n = split.len();
+    let alone = rec.is_some() || m.tracing || m.step_log.is_some();
+    // Chunks of fewer than 32 samples are not worth a copy of the machine.
+    let chunks = if alone {
+        1
+    } else {
+        rayon::current_num_threads().min(n / 32).max(1)
+    };
+    if chunks == 1 {
+        return eval_range(m, split, 0..n, max, offset, rec, progress);
+    }
+    let bounds: Vec<std::ops::Range<usize>> = (0..chunks)
+        .map(|c| c * n / chunks..(c + 1) * n / chunks)
+        .collect();
+    let (last, rest) = bounds.split_last().expect("at least two chunks");
+    let links_before = m.all_link_stats().to_vec();
+    let before = m.counters.clone();
+    let mut copies: Vec<(Machine, Result<EvalResult, EmuError>)> = rest
+        .iter()
+        .map(|_| (m.clone(), Ok(EvalResult::default())))
+        .collect();
+    let mut mine = Ok(EvalResult::default());
+    rayon::in_place_scope(|s| {
+        for ((copy, out), range) in copies.iter_mut().zip(rest) {
+            s.spawn(move |_| {
+                *out = eval_range(
+                    copy,
+                    split,
+                    range.clone(),
+                    max,
+                    0,
+                    &mut None,
+                    &mut |_, _, _| {},
+                );
+            });
+        }
+        // Progress from this thread's chunk stands for all of them.
+        let scale = chunks as u64;
+        let mut scaled = |i: u64, _: u64, what: &str| progress(i * scale, n as u64, what);
+        mine = eval_range(m, split, last.clone(), max, 0, &mut None, &mut scaled);
+    });
+    let mut r = EvalResult::default();
+    for (copy, out) in copies {
+        r.add(&out?);
+        m.counters.add(&copy.counters.since(&before));
+        m.network_mut().absorb(copy.network(), &links_before);
+    }
+    r.add(&mine?);
+    Ok(r)
+}
+
+/// Inference of the samples `range` of a split, back to back from cycle `offset` (the
+/// recording's time line).
+fn eval_range(
+    m: &mut Machine,
+    split: &Split,
+    range: std::ops::Range<usize>,
+    max: u8,
+    mut offset: Cycles,
+    rec: &mut Option<Waveform>,
+    progress: Progress,
+) -> Result<EvalResult, EmuError> {
     let fmt = m.program().network.input_format;
     let sync = m.program().chip.costs.sync as u64;
     let mut x = Vec::new();
     let mut r = EvalResult::default();
-    for i in 0..split.len() {
+    let start = range.start;
+    for i in range {
         encode_input(split.image(i), max, fmt, &mut x);
         m.sample_key = Some(EVAL_KEY | i as u64);
         let res = traced(rec, m, offset, |m| {
@@ -311,8 +395,8 @@ fn evaluate_traced(
         m.sample_key = None;
         r.cycles += res.end + sync;
         r.latency += res.output_at.unwrap_or(res.end);
-        if i % 256 == 0 {
-            progress(i as u64, split.len() as u64, "inference");
+        if (i - start).is_multiple_of(256) {
+            progress((i - start) as u64, split.len() as u64, "inference");
         }
     }
     Ok(r)
@@ -365,7 +449,12 @@ pub fn train(
             ..Default::default()
         }
     });
+    // Wall time of the training itself (samples, target refreshes, batch steps), without the
+    // evaluations.
+    let mut train_seconds = 0.0;
+    let mut last_test: Option<(EvalResult, Counters)> = None;
     for epoch in 0..opts.epochs {
+        let epoch_started = Instant::now();
         let before = m.counters.clone();
         let links_before = m.all_link_stats().to_vec();
         let order = epoch_order(n, opts.seed, epoch);
@@ -439,23 +528,33 @@ pub fn train(
             train_cycles += traced(&mut rec, &mut m, train_cycles, apply_batch)? + sync;
         }
         train_counters.add(&m.counters.since(&before));
+        train_seconds += epoch_started.elapsed().as_secs_f64();
         for ((acc, now), was) in links.iter_mut().zip(m.all_link_stats()).zip(&links_before) {
             acc.packets += now.packets - was.packets;
             acc.stall_contention += now.stall_contention - was.stall_contention;
             acc.stall_backpressure += now.stall_backpressure - was.stall_backpressure;
         }
+        let before = m.counters.clone();
         let test = evaluate(&mut m, &data.test, data.max_value, progress)?;
         epochs.push(EpochLog {
             epoch: epoch + 1,
             train_online: correct as f64 / n.max(1) as f64,
             test: test.accuracy(),
         });
+        last_test = Some((test, m.counters.since(&before)));
     }
     progress(total, total, "training");
+    // Inference changes nothing on the chip, so the last epoch's test evaluation is the final
+    // one.
+    let (test_eval, test_counters) = match last_test {
+        Some(t) => t,
+        None => {
+            let before = m.counters.clone();
+            let t = evaluate(&mut m, &data.test, data.max_value, progress)?;
+            (t, m.counters.since(&before))
+        }
+    };
     let train_eval = evaluate(&mut m, &data.train, data.max_value, progress)?;
-    let before = m.counters.clone();
-    let test_eval = evaluate(&mut m, &data.test, data.max_value, progress)?;
-    let test_counters = m.counters.since(&before);
     if let (Some(w), Some((path, _))) = (rec, &opts.vcd) {
         write_vcd(&w, path)?;
     }
@@ -473,6 +572,7 @@ pub fn train(
         epochs_run: opts.epochs,
         shuffle_seed: opts.seed,
         seconds: started.elapsed().as_secs_f64(),
+        train_seconds,
         synaptic_ops: m.counters.synaptic_ops,
         engine: opts.engine,
         schedule: opts.schedule,
@@ -524,6 +624,7 @@ pub fn run_on(
         epochs_run: 0,
         shuffle_seed: 0,
         seconds: started.elapsed().as_secs_f64(),
+        train_seconds: 0.0,
         synaptic_ops: m.counters.synaptic_ops,
         engine,
         schedule: Schedule::Sequential,

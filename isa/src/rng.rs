@@ -44,6 +44,7 @@ impl SplitMix64 {
 }
 
 /// The SplitMix64 finalizer: a bijective 64-bit mixer.
+#[inline]
 pub fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -51,6 +52,7 @@ pub fn mix64(mut z: u64) -> u64 {
 }
 
 /// The per-row key of the stochastic-rounding generator (computed once per crossbar row).
+#[inline]
 pub fn stochastic_row_key(seed: u64, layer: u16, row: u32, step: u64) -> u64 {
     mix64(
         seed ^ ((layer as u64) << 48)
@@ -60,6 +62,7 @@ pub fn stochastic_row_key(seed: u64, layer: u16, row: u32, step: u64) -> u64 {
 }
 
 /// Random bits for the synapse at global column `col` of a row keyed by [`stochastic_row_key`].
+#[inline]
 pub fn stochastic_bits(row_key: u64, col: u32) -> u32 {
     (mix64(row_key.wrapping_add((col as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))) >> 32) as u32
 }
