@@ -3,8 +3,9 @@
 //! matrix-vector kernel of the network's shapes and bit widths (every row driven, no timing
 //! model, no events), which is what this CPU does with the same multiply-accumulates.
 
-use crate::emulator::{self, data::Dataset, train::Schedule, TrainOptions};
+use crate::emulator::{self, data::Dataset, engine::EngineKind, train::Schedule, TrainOptions};
 use crate::isa::Program;
+use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -13,27 +14,69 @@ use std::time::Instant;
 pub struct Bench {
     pub network: String,
     pub data: String,
+    pub engine: EngineKind,
+    /// Host threads the emulator (inference chunks) and the ceiling kernel ran on.
+    pub threads: usize,
+    /// Whether the kernels used SIMD instructions.
+    pub simd: bool,
     pub train_samples: usize,
+    /// Inference samples: the test samples, then the training samples again (the final
+    /// evaluation of `sigchip train`).
     pub inference_samples: usize,
-    /// Emulated synaptic operations (multiply-accumulates) per second, training and inference.
+    /// Emulated synaptic operations (multiply-accumulates) per second over the whole workload.
     pub emulated_macs_per_s: f64,
-    /// The dense integer kernel's multiply-accumulates per second on the same shapes.
+    /// The dense integer kernel's multiply-accumulates per second on the same shapes, run on
+    /// every thread at once.
     pub ceiling_macs_per_s: f64,
     /// `emulated_macs_per_s / ceiling_macs_per_s`.
     pub ratio: f64,
-    /// Training samples per second.
+    /// Training alone: emulated synaptic operations per second, and that over the ceiling.
+    pub train_macs_per_s: f64,
+    pub train_ratio: f64,
+    /// Training samples per second of training time.
     pub samples_per_s: f64,
-    /// Emulated chip cycles per second (training).
+    /// Emulated chip cycles of training per second of training time.
     pub emulated_cycles_per_s: f64,
+    /// Inferences per second of evaluation time.
+    pub inferences_per_s: f64,
+    /// Wall time: the whole workload, and its training part.
     pub seconds: f64,
+    pub train_seconds: f64,
+    /// Peak resident memory of this process (Linux; `None` elsewhere), against the bound it
+    /// should stay under: twice the modelled chip's SRAM (every core's crossbar, data SRAM,
+    /// route table and instruction memory) plus the data set as loaded (the full data set, not
+    /// the workload's part).
+    pub peak_rss_bytes: Option<u64>,
+    pub chip_sram_bytes: u64,
+    pub data_bytes: u64,
 }
 
-/// Runs the workload: `train` samples of training (one epoch, sequential schedule) and the
-/// inference of `test` samples, then the ceiling kernel.
-pub fn bench(program: Program, data: &Dataset, train: usize, test: usize) -> anyhow::Result<Bench> {
-    let mut d = data.clone();
-    d.train.truncate(train);
-    d.test.truncate(test);
+/// The process's peak resident memory (`VmHWM` of /proc/self/status), on Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Runs the workload on `engine`: `train` samples of training (one epoch, sequential schedule),
+/// the inference of `test` samples and of the `train` samples, then the ceiling kernel.
+pub fn bench(
+    program: Program,
+    data: &Dataset,
+    train: usize,
+    test: usize,
+    engine: EngineKind,
+) -> anyhow::Result<Bench> {
+    // Copies of the workload's samples only, not of the whole data set.
+    let d = Dataset {
+        name: data.name.clone(),
+        input_len: data.input_len,
+        classes: data.classes,
+        max_value: data.max_value,
+        train: data.train.head(train),
+        test: data.test.head(test),
+    };
     let shapes: Vec<(usize, usize, u8, u8)> = program
         .layers
         .iter()
@@ -46,26 +89,46 @@ pub fn bench(program: Program, data: &Dataset, train: usize, test: usize) -> any
             )
         })
         .collect();
-    let started = Instant::now();
     let mut opts = TrainOptions::new(1, 1);
     opts.schedule = Schedule::Sequential;
+    opts.engine = engine;
     let (_, report) = emulator::train(program.clone(), &d, &opts, &mut |_, _, _| {})?;
-    let seconds = started.elapsed().as_secs_f64();
-    let macs = report.events.train.synaptic_ops + report.events.test_inference.synaptic_ops;
-    // The ceiling: the same number of samples through every layer, dense.
-    let ceiling = ceiling_macs_per_s(&shapes, 200);
-    let emulated = macs as f64 / seconds;
+    let (seconds, train_seconds) = (report.host.seconds, report.host.train_seconds.max(1e-9));
+    let macs = report.host.emulated_macs_per_second * seconds;
+    let train_macs = report.events.train.synaptic_ops as f64;
+    let inferences = d.test.len() + d.train.len();
+    let core = crate::isa::memory::core_capacity(&program).total();
+    let chip_sram_bytes = core * program.chip.core_count() as u64 / 8;
+    let data_bytes = [&data.train, &data.test]
+        .iter()
+        .map(|s| (s.images.len() + s.labels.len()) as u64)
+        .sum();
+    let threads = rayon::current_num_threads();
+    let ceiling = (0..threads)
+        .into_par_iter()
+        .map(|_| ceiling_macs_per_s(&shapes, 200))
+        .sum::<f64>();
     Ok(Bench {
         network: program.name.clone(),
         data: d.name.clone(),
+        engine,
+        threads,
+        simd: emulator::kernels::simd(),
         train_samples: d.train.len(),
-        inference_samples: d.test.len(),
-        emulated_macs_per_s: emulated,
+        inference_samples: inferences,
+        emulated_macs_per_s: macs / seconds,
         ceiling_macs_per_s: ceiling,
-        ratio: emulated / ceiling,
-        samples_per_s: d.train.len() as f64 / seconds,
-        emulated_cycles_per_s: report.timing.train_cycles as f64 / seconds,
+        ratio: macs / seconds / ceiling,
+        train_macs_per_s: train_macs / train_seconds,
+        train_ratio: train_macs / train_seconds / ceiling,
+        samples_per_s: d.train.len() as f64 / train_seconds,
+        emulated_cycles_per_s: report.timing.train_cycles as f64 / train_seconds,
+        inferences_per_s: inferences as f64 / (seconds - train_seconds).max(1e-9),
         seconds,
+        train_seconds,
+        peak_rss_bytes: peak_rss_bytes(),
+        chip_sram_bytes,
+        data_bytes,
     })
 }
 
@@ -139,19 +202,58 @@ impl std::fmt::Display for Bench {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "bench: {} on {}, {} training and {} inference samples, {:.2} s",
-            self.network, self.data, self.train_samples, self.inference_samples, self.seconds
+            "bench: {} on {}, {:?} engine, {} threads{}: {} training samples, {} inferences, {:.2} s",
+            self.network,
+            self.data,
+            self.engine,
+            self.threads,
+            if self.simd { ", SIMD" } else { ", no SIMD" },
+            self.train_samples,
+            self.inference_samples,
+            self.seconds
         )?;
         writeln!(
             f,
-            "  emulated   {:.3e} MAC/s, {:.0} training samples/s, {:.3e} chip cycles/s",
-            self.emulated_macs_per_s, self.samples_per_s, self.emulated_cycles_per_s
+            "  training   {:.2} s: {:.0} samples/s, {:.3e} chip cycles/s, {:.3e} MAC/s",
+            self.train_seconds,
+            self.samples_per_s,
+            self.emulated_cycles_per_s,
+            self.train_macs_per_s
         )?;
         writeln!(
             f,
-            "  ceiling    {:.3e} MAC/s (dense i16 matrix-vector kernel, same shapes, this machine)",
+            "  inference  {:.2} s: {:.0} inferences/s",
+            self.seconds - self.train_seconds,
+            self.inferences_per_s
+        )?;
+        writeln!(
+            f,
+            "  emulated   {:.3e} MAC/s over the whole workload",
+            self.emulated_macs_per_s
+        )?;
+        writeln!(
+            f,
+            "  ceiling    {:.3e} MAC/s (dense i16 matrix-vector kernel, same shapes, on every thread)",
             self.ceiling_macs_per_s
         )?;
-        writeln!(f, "  ratio      {:.3}", self.ratio)
+        writeln!(
+            f,
+            "  ratio      {:.3} (training alone {:.3})",
+            self.ratio, self.train_ratio
+        )?;
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let bound = 2 * (self.chip_sram_bytes + self.data_bytes);
+        match self.peak_rss_bytes {
+            Some(rss) => writeln!(
+                f,
+                "  memory     peak {:.1} MiB resident; bound {:.1} MiB = 2 x ({:.1} MiB chip SRAM + {:.1} MiB data){}",
+                mib(rss),
+                mib(bound),
+                mib(self.chip_sram_bytes),
+                mib(self.data_bytes),
+                if rss <= bound { "" } else { ": OVER" }
+            ),
+            None => writeln!(f, "  memory     peak resident memory unknown on this system"),
+        }
     }
 }

@@ -93,6 +93,9 @@ enum Command {
         /// Inference samples of the workload.
         #[arg(long, default_value_t = 1000)]
         test: usize,
+        /// The engine to measure (`tick`: the slow reference).
+        #[arg(long, default_value = "event")]
+        engine: emu::engine::EngineKind,
         #[arg(long)]
         report: Option<PathBuf>,
     },
@@ -468,6 +471,7 @@ fn real_main() -> Result<()> {
             data,
             train,
             test,
+            engine,
             report,
         } => {
             let dataset = load_data(&data, None, None)?;
@@ -484,7 +488,7 @@ fn real_main() -> Result<()> {
             };
             let chip_desc = load_chip(chip.as_deref())?;
             let program = compiler::compile_str(&text, &origin, &chip_desc)?.program;
-            let b = sigchip::bench::bench(program, &dataset, train, test)?;
+            let b = sigchip::bench::bench(program, &dataset, train, test, engine)?;
             out!("{b}");
             if let Some(p) = report {
                 write(&p, &serde_json::to_string_pretty(&b)?)?;

@@ -775,10 +775,12 @@ pub fn update(
         }
         return act;
     }
-    if rounding == Rounding::Stochastic && (1..32).contains(&shift) {
-        // Branch-free rows again: a zero error adds random bits below the shift and rounds to
-        // a zero change. The same arithmetic as `stochastic_shift` with 32 random bits.
-        let nonzero = delta.iter().filter(|&&d| d != 0).count() as u64;
+    let nonzero = delta.iter().filter(|&&d| d != 0).count();
+    if rounding == Rounding::Stochastic && (1..32).contains(&shift) && nonzero * 2 >= cols {
+        // Mostly non-zero errors: branch-free rows again. A zero error adds random bits below
+        // the shift and rounds to a zero change. The same arithmetic as `stochastic_shift` with
+        // 32 random bits.
+        let nonzero = nonzero as u64;
         let mask = (1i64 << shift) - 1;
         for (r, &xr) in x.iter().enumerate() {
             if xr == 0 {
@@ -801,6 +803,15 @@ pub fn update(
         }
         return act;
     }
+    // Mostly zero errors (inactive neurons): visit only the columns with one. A crossbar has
+    // at most 4096 columns (the chip description's limit); the list lives on the stack.
+    let mut columns = [0u16; 4096];
+    let mut n = 0;
+    for (c, &d) in delta.iter().enumerate() {
+        columns[n] = c as u16;
+        n += (d != 0) as usize;
+    }
+    let active = &columns[..n];
     for (r, &xr) in x.iter().enumerate() {
         if xr == 0 {
             continue;
@@ -808,10 +819,9 @@ pub fn update(
         act.rows += 1;
         let row_key = stochastic_row_key(key.seed, key.layer, key.row_start + r as u32, key.step);
         let row = &mut w[r * cols..(r + 1) * cols];
-        for (c, (wv, &d)) in row.iter_mut().zip(delta).enumerate() {
-            if d == 0 {
-                continue;
-            }
+        for &c in active {
+            let c = c as usize;
+            let (wv, d) = (&mut row[c], delta[c]);
             act.synapses += 1;
             let v = -(d * xr as i64);
             let dv = round_update(v, shift, rounding, row_key, key.col_start + c as u32);

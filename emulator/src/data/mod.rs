@@ -123,6 +123,16 @@ impl Split {
         usize::from(self.labels[i])
     }
 
+    /// A copy of the first `n` samples (all of them if `n >= len()`).
+    pub fn head(&self, n: usize) -> Split {
+        let n = n.min(self.len());
+        Split {
+            images: self.images[..n * self.input_len].to_vec(),
+            labels: self.labels[..n].to_vec(),
+            input_len: self.input_len,
+        }
+    }
+
     /// Keeps the first `n` samples (no-op if `n >= len()`).
     pub fn truncate(&mut self, n: usize) {
         if n < self.len() {
