@@ -43,6 +43,36 @@ struct Packet {
     next: u32,
 }
 
+/// What arbitration reads of a buffer's head packet.
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    ready: Cycles,
+    /// Output direction, then age (birth cycle, then injection order), in one comparable key.
+    key: u128,
+    next: u32,
+}
+
+impl Head {
+    const EMPTY: Head = Head {
+        ready: Cycles::MAX,
+        key: 0,
+        next: 0,
+    };
+
+    fn of(p: &Packet) -> Head {
+        debug_assert!(p.birth < 1 << 56, "birth cycles fit 56 bits");
+        Head {
+            ready: p.ready,
+            key: (p.out as u128) << 120 | (p.birth as u128) << 64 | p.seq as u128,
+            next: p.next,
+        }
+    }
+
+    fn out(key: u128) -> usize {
+        (key >> 120) as usize
+    }
+}
+
 /// `Packet::next` of a packet that leaves the network at this router.
 const EJECT: u32 = u32::MAX;
 
@@ -95,9 +125,9 @@ pub struct Network {
     active: Vec<usize>,
     in_active: Vec<bool>,
     nonempty: Vec<u8>,
-    /// Per (router, input direction): when the head packet may leave (`Cycles::MAX`: empty).
-    /// Mirrors `queues[q].front().ready`, so a step reads one array, not five queues.
-    head_ready: Vec<Cycles>,
+    /// Per (router, input direction): what a step needs of the head packet (`ready ==
+    /// Cycles::MAX`: empty). Mirrors `queues[q].front()`, so deciding reads one flat array.
+    head: Vec<Head>,
     packets: u64,
     seq: u64,
     /// Per (router, output direction).
@@ -175,7 +205,7 @@ impl Network {
             active: Vec::new(),
             in_active: vec![false; routers],
             nonempty: vec![0; routers],
-            head_ready: vec![Cycles::MAX; routers * DIRS],
+            head: vec![Head::EMPTY; routers * DIRS],
             packets: 0,
             seq: 0,
             stats,
@@ -205,9 +235,9 @@ impl Network {
         let q = src * DIRS + LOCAL;
         let hop = self.hop_start[route as usize];
         let (out, next) = self.hops[hop as usize];
-        if self.queues[q].is_empty() {
+        let was_empty = self.queues[q].is_empty();
+        if was_empty {
             self.next_ready = Some(self.next_ready.map_or(first, |n| n.min(first)));
-            self.head_ready[q] = first;
         }
         for k in 0..packets {
             let ready = first + k * spacing;
@@ -223,6 +253,9 @@ impl Network {
                 next,
             });
             self.seq += 1;
+        }
+        if was_empty {
+            self.head[q] = Head::of(&self.queues[q][0]);
         }
         self.packets += packets;
         self.occupancy[q] += packets as u32;
@@ -260,36 +293,35 @@ impl Network {
         moves.clear();
         for &r in &self.active {
             // Ready heads of this router's buffers (at most one per buffer), by output, oldest
-            // first.
-            let mut heads = [(0u8, 0u64, 0u64, 0usize); DIRS];
+            // first: an insertion sort of at most five keys.
+            let mut heads = [(0u128, 0u32, 0usize); DIRS];
             let mut n = 0;
             let mut bits = self.nonempty[r];
             while bits != 0 {
                 let d = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
                 let q = r * DIRS + d;
-                let ready = self.head_ready[q];
-                if ready <= now {
-                    let p = &self.queues[q][0];
-                    heads[n] = (p.out, p.birth, p.seq, q);
+                let h = &self.head[q];
+                if h.ready <= now {
+                    let mut i = n;
+                    while i > 0 && heads[i - 1].0 > h.key {
+                        heads[i] = heads[i - 1];
+                        i -= 1;
+                    }
+                    heads[i] = (h.key, h.next, q);
                     n += 1;
                 } else {
-                    next = next.min(ready);
+                    next = next.min(h.ready);
                 }
             }
-            let heads = &mut heads[..n];
-            if n > 1 {
-                heads.sort_unstable();
-            }
             let mut i = 0;
-            while i < heads.len() {
-                let out = heads[i].0;
-                let link = r * DIRS + out as usize;
+            while i < n {
+                let out = Head::out(heads[i].0);
+                let link = r * DIRS + out;
                 let mut sent = 0u32;
-                while i < heads.len() && heads[i].0 == out {
-                    let q = heads[i].3;
+                while i < n && Head::out(heads[i].0) == out {
+                    let (_, to, q) = heads[i];
                     i += 1;
-                    let to = self.queues[q][0].next;
                     if sent == self.bandwidth {
                         self.stats[link].stall_contention += 1;
                         next = next.min(now + 1);
@@ -313,11 +345,11 @@ impl Network {
             let mut p = queue.pop_front().expect("a decided head");
             match queue.front() {
                 Some(h) => {
-                    self.head_ready[q] = h.ready;
+                    self.head[q] = Head::of(h);
                     next = next.min(h.ready.max(now + 1));
                 }
                 None => {
-                    self.head_ready[q] = Cycles::MAX;
+                    self.head[q] = Head::EMPTY;
                     self.nonempty[q / DIRS] &= !(1 << (q % DIRS));
                 }
             }
@@ -347,7 +379,7 @@ impl Network {
             (p.out, p.next) = self.hops[p.hop as usize];
             if self.queues[nq].is_empty() {
                 next = next.min(p.ready);
-                self.head_ready[nq] = p.ready;
+                self.head[nq] = Head::of(&p);
             }
             self.queues[nq].push_back(p);
             self.occupancy[nq] += 1;
