@@ -521,3 +521,33 @@ fn contrastive_losses_add_batch_buffers() {
         ]
     );
 }
+
+/// Every network in `examples/` compiles on the chip its header names (`--chip
+/// examples/NAME.ron`, else the default chip) and verifies, and every chip example parses.
+#[test]
+fn every_example_compiles() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut networks = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if name.starts_with("chip_") {
+            ChipDescription::from_ron(&text, &name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            continue;
+        }
+        let chip = match text.split("--chip examples/").nth(1) {
+            Some(rest) => {
+                let chip_file = rest.split_whitespace().next().unwrap();
+                let chip_text = std::fs::read_to_string(format!("{dir}/{chip_file}")).unwrap();
+                ChipDescription::from_ron(&chip_text, chip_file).unwrap()
+            }
+            None => ChipDescription::default(),
+        };
+        let compiled =
+            compiler::compile_str(&text, &name, &chip).unwrap_or_else(|e| panic!("{name}: {e}"));
+        isa::verify(&compiled.program).unwrap_or_else(|e| panic!("{name}: {e}"));
+        networks += 1;
+    }
+    assert!(networks >= 8, "only {networks} example networks found");
+}
