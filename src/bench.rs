@@ -37,7 +37,8 @@ pub struct Bench {
     pub samples_per_s: f64,
     /// Emulated chip cycles of training per second of training time.
     pub emulated_cycles_per_s: f64,
-    /// Inferences per second of evaluation time.
+    /// Inferences per second of evaluation time (the inference runs and their target
+    /// refreshes).
     pub inferences_per_s: f64,
     /// Wall time: the whole workload, and its training part.
     pub seconds: f64,
@@ -104,10 +105,13 @@ pub fn bench(
         .map(|s| (s.images.len() + s.labels.len()) as u64)
         .sum();
     let threads = rayon::current_num_threads();
-    let ceiling = (0..threads)
+    // Every thread at once: the multiply-accumulates of all of them over the wall time.
+    let started = Instant::now();
+    let ceiling_macs: u64 = (0..threads)
         .into_par_iter()
-        .map(|_| ceiling_macs_per_s(&shapes, 200))
-        .sum::<f64>();
+        .map(|_| dense_macs(&shapes, 200))
+        .sum();
+    let ceiling = ceiling_macs as f64 / started.elapsed().as_secs_f64();
     Ok(Bench {
         network: program.name.clone(),
         data: d.name.clone(),
@@ -123,7 +127,7 @@ pub fn bench(
         train_ratio: train_macs / train_seconds / ceiling,
         samples_per_s: d.train.len() as f64 / train_seconds,
         emulated_cycles_per_s: report.timing.train_cycles as f64 / train_seconds,
-        inferences_per_s: inferences as f64 / (seconds - train_seconds).max(1e-9),
+        inferences_per_s: inferences as f64 / report.host.eval_seconds.max(1e-9),
         seconds,
         train_seconds,
         peak_rss_bytes: peak_rss_bytes(),
@@ -136,8 +140,16 @@ pub fn bench(
 /// shapes (`rows x cols`), `samples` times, on this machine: the practical ceiling for the
 /// emulator's synaptic work. Weights and inputs are random within their bit widths, held as
 /// `i16` (column-major, so each output is one contiguous dot product), accumulated in `i32`,
-/// with AVX2 when the CPU has it.
+/// with AVX2 when the kernels may use it (see `--no-simd`).
 pub fn ceiling_macs_per_s(shapes: &[(usize, usize, u8, u8)], samples: usize) -> f64 {
+    let started = Instant::now();
+    let macs = dense_macs(shapes, samples);
+    macs as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Runs the dense kernel over `shapes` at least `samples` times and for at least a tenth of a
+/// second; returns the multiply-accumulates done.
+fn dense_macs(shapes: &[(usize, usize, u8, u8)], samples: usize) -> u64 {
     let mut rng = crate::isa::rng::SplitMix64::new(1);
     let mut draw = |bits: u8| {
         let b = bits.clamp(2, 15);
@@ -165,16 +177,15 @@ pub fn ceiling_macs_per_s(shapes: &[(usize, usize, u8, u8)], samples: usize) -> 
         }
         reps += 1;
     }
-    let secs = start.elapsed().as_secs_f64();
     std::hint::black_box(sink);
-    macs as f64 / secs
+    macs
 }
 
 /// `out[c] = sum_r w[c][r] * x[r]` with `w` column-major (`cols x rows`).
 fn dense_mvm(w: &[i16], x: &[i16], rows: usize, out: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
+    if emulator::kernels::simd() {
+        // SAFETY: the CPU supports AVX2 (`simd` checks it).
         unsafe { dense_mvm_avx2(w, x, rows, out) };
         return;
     }
@@ -223,7 +234,7 @@ impl std::fmt::Display for Bench {
         writeln!(
             f,
             "  inference  {:.2} s: {:.0} inferences/s",
-            self.seconds - self.train_seconds,
+            self.inference_samples as f64 / self.inferences_per_s.max(1e-9),
             self.inferences_per_s
         )?;
         writeln!(

@@ -736,6 +736,8 @@ fn round_update(v: i64, shift: i32, rounding: Rounding, row_key: u64, col: u32) 
 
 /// Outer-product weight update: `w[r][c] = sat(w[r][c] - round(delta[c] * x[r] >> shift))`,
 /// skipping zero inputs and zero errors (they change nothing under either rounding).
+///
+/// Panics if `cols` exceeds 4096, the largest crossbar a chip description allows.
 #[allow(clippy::too_many_arguments)]
 pub fn update(
     w: &mut [i32],
@@ -805,6 +807,10 @@ pub fn update(
     }
     // Mostly zero errors (inactive neurons): visit only the columns with one. A crossbar has
     // at most 4096 columns (the chip description's limit); the list lives on the stack.
+    assert!(
+        cols <= 4096,
+        "a crossbar tile has at most 4096 columns, not {cols}"
+    );
     let mut columns = [0u16; 4096];
     let mut n = 0;
     for (c, &d) in delta.iter().enumerate() {

@@ -530,6 +530,12 @@ impl Machine {
         &mut self.network
     }
 
+    /// Puts every core's memories back to `from`'s (a copy of this machine), keeping the
+    /// counters and the network's statistics: inference chunks start from the same state.
+    pub(crate) fn restore_cores(&mut self, from: &Machine) {
+        self.cores.clone_from(&from.cores);
+    }
+
     /// The network model (its statistics).
     pub fn network(&self) -> &Network {
         &self.network

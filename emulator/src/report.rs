@@ -26,6 +26,8 @@ pub struct Runs {
     pub seconds: f64,
     /// The training alone: samples, target refreshes and batch steps, not the evaluations.
     pub train_seconds: f64,
+    /// The evaluations (inference runs and their target refreshes).
+    pub eval_seconds: f64,
     /// Synaptic operations of the whole run (for the host's rate).
     pub synaptic_ops: u64,
     pub engine: EngineKind,
@@ -212,6 +214,8 @@ pub struct Host {
     pub seconds: f64,
     /// The training alone (samples, target refreshes, batch steps), without the evaluations.
     pub train_seconds: f64,
+    /// The evaluations alone: the inference runs and their target refreshes.
+    pub eval_seconds: f64,
     /// Training samples over `train_seconds`.
     pub train_samples_per_second: f64,
     /// Every emulated synaptic operation (multiply-accumulate) of the run over `seconds`.
@@ -385,6 +389,7 @@ impl Report {
             host: Host {
                 seconds: r.seconds,
                 train_seconds: r.train_seconds,
+                eval_seconds: r.eval_seconds,
                 train_samples_per_second: r.train_samples as f64 / r.train_seconds.max(1e-9),
                 emulated_macs_per_second: r.synaptic_ops as f64 / r.seconds.max(1e-9),
             },

@@ -16,8 +16,10 @@ use crate::report::{self, CriticalPaths, Report};
 use crate::router::LinkStats;
 use crate::timing::Cycles;
 use crate::vcd::{Waveform, Window};
+use rayon::prelude::*;
 use sigchip_isa::rng::SplitMix64;
 use sigchip_isa::{Program, QFormat};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// The input encoder's sample key of evaluation sample `i` is `EVAL_KEY | i`; training
@@ -295,12 +297,28 @@ pub fn evaluate(
     evaluate_traced(m, split, max, progress, &mut None)
 }
 
+/// Samples per evaluation chunk. Every chunk of an evaluation starts from the chip as the target
+/// refresh left it, so chunks are independent and can run on copies of the machine in parallel.
+/// The chunk size is fixed, so results are the same for every thread count, even for a program
+/// whose inference reads a buffer the previous sample left behind (compiled programs never do).
+pub const EVAL_CHUNK: usize = 256;
+
+/// What one evaluation chunk run on a copy of the machine leaves to merge.
+struct ChunkOut {
+    result: EvalResult,
+    counters: Counters,
+    network: crate::router::Network,
+    /// The last chunk's machine: the state the evaluation ends in.
+    machine: Option<Machine>,
+}
+
 /// [`evaluate`], recording the window of `rec` (the refresh, then the samples back to back).
 ///
-/// Every inference starts from an empty chip at cycle 0 and changes neither weights nor
-/// targets, so the samples are independent: without a recording they run in contiguous chunks
-/// on copies of the machine, one per thread, and the counts are summed. The result is the same
-/// for every thread count; the machine itself runs the last chunk, so it ends in the same state.
+/// Every inference starts from an empty network at cycle 0 and changes neither weights nor
+/// targets. The samples run in chunks of [`EVAL_CHUNK`], each from the state after the refresh:
+/// on copies of the machine in parallel when the pool has more than one thread and nothing is
+/// recorded, else one after the other on the machine itself. Counts, cycles, saturations and
+/// link statistics are sums over the chunks, and the machine ends as its last chunk left it.
 fn evaluate_traced(
     m: &mut Machine,
     split: &Split,
@@ -310,53 +328,79 @@ fn evaluate_traced(
 ) -> Result<EvalResult, EmuError> {
     let offset = traced(rec, m, 0, refresh_targets)?;
     let n = split.len();
-    let alone = rec.is_some() || m.tracing || m.step_log.is_some();
-    // Chunks of fewer than 32 samples are not worth a copy of the machine.
-    let chunks = if alone {
-        1
-    } else {
-        rayon::current_num_threads().min(n / 32).max(1)
-    };
-    if chunks == 1 {
-        return eval_range(m, split, 0..n, max, offset, rec, progress);
+    let chunks: Vec<std::ops::Range<usize>> = (0..n)
+        .step_by(EVAL_CHUNK)
+        .map(|a| a..(a + EVAL_CHUNK).min(n))
+        .collect();
+    if chunks.len() <= 1 {
+        return Ok(eval_range(m, split, 0..n, max, offset, rec, progress)?.0);
     }
-    let bounds: Vec<std::ops::Range<usize>> = (0..chunks)
-        .map(|c| c * n / chunks..(c + 1) * n / chunks)
-        .collect();
-    let (last, rest) = bounds.split_last().expect("at least two chunks");
-    let links_before = m.all_link_stats().to_vec();
-    let before = m.counters.clone();
-    let mut copies: Vec<(Machine, Result<EvalResult, EmuError>)> = rest
-        .iter()
-        .map(|_| (m.clone(), Ok(EvalResult::default())))
-        .collect();
-    let mut mine = Ok(EvalResult::default());
-    rayon::in_place_scope(|s| {
-        for ((copy, out), range) in copies.iter_mut().zip(rest) {
-            s.spawn(move |_| {
-                *out = eval_range(
-                    copy,
-                    split,
-                    range.clone(),
-                    max,
-                    0,
-                    &mut None,
-                    &mut |_, _, _| {},
-                );
-            });
-        }
-        // Progress from this thread's chunk stands for all of them.
-        let scale = chunks as u64;
-        let mut scaled = |i: u64, _: u64, what: &str| progress(i * scale, n as u64, what);
-        mine = eval_range(m, split, last.clone(), max, 0, &mut None, &mut scaled);
-    });
+    let base = m.clone();
+    let serial =
+        rec.is_some() || m.tracing || m.step_log.is_some() || rayon::current_num_threads() == 1;
     let mut r = EvalResult::default();
-    for (copy, out) in copies {
-        r.add(&out?);
-        m.counters.add(&copy.counters.since(&before));
-        m.network_mut().absorb(copy.network(), &links_before);
+    if serial {
+        let mut offset = offset;
+        for (k, range) in chunks.iter().enumerate() {
+            if k > 0 {
+                m.restore_cores(&base);
+            }
+            let (part, end) = eval_range(m, split, range.clone(), max, offset, rec, progress)?;
+            r.add(&part);
+            offset = end;
+        }
+        return Ok(r);
     }
-    r.add(&mine?);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let last = chunks.len() - 1;
+    let mut outs: Vec<Result<ChunkOut, EmuError>> = Vec::new();
+    rayon::in_place_scope(|s| {
+        let (base, done, finished, chunks, outs) = (&base, &done, &finished, &chunks, &mut outs);
+        s.spawn(move |_| {
+            *outs = chunks
+                .par_iter()
+                .enumerate()
+                .map(|(k, range)| {
+                    let mut copy = base.clone();
+                    let (result, _) = eval_range(
+                        &mut copy,
+                        split,
+                        range.clone(),
+                        max,
+                        0,
+                        &mut None,
+                        &mut |_, _, _| {},
+                    )?;
+                    done.fetch_add(range.len() as u64, Ordering::Relaxed);
+                    let counters = copy.counters.since(&base.counters);
+                    let network = copy.network().clone();
+                    Ok(ChunkOut {
+                        result,
+                        counters,
+                        network,
+                        machine: (k == last).then_some(copy),
+                    })
+                })
+                .collect();
+            finished.store(true, Ordering::Release);
+        });
+        // This thread reports progress while the pool works.
+        while !finished.load(Ordering::Acquire) {
+            progress(done.load(Ordering::Relaxed), n as u64, "inference");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+    let links = base.all_link_stats().to_vec();
+    for out in outs {
+        let out = out?;
+        r.add(&out.result);
+        m.counters.add(&out.counters);
+        m.network_mut().absorb(&out.network, &links);
+        if let Some(last) = out.machine {
+            m.restore_cores(&last);
+        }
+    }
     Ok(r)
 }
 
@@ -370,12 +414,11 @@ fn eval_range(
     mut offset: Cycles,
     rec: &mut Option<Waveform>,
     progress: Progress,
-) -> Result<EvalResult, EmuError> {
+) -> Result<(EvalResult, Cycles), EmuError> {
     let fmt = m.program().network.input_format;
     let sync = m.program().chip.costs.sync as u64;
     let mut x = Vec::new();
     let mut r = EvalResult::default();
-    let start = range.start;
     for i in range {
         encode_input(split.image(i), max, fmt, &mut x);
         m.sample_key = Some(EVAL_KEY | i as u64);
@@ -395,11 +438,11 @@ fn eval_range(
         m.sample_key = None;
         r.cycles += res.end + sync;
         r.latency += res.output_at.unwrap_or(res.end);
-        if (i - start).is_multiple_of(256) {
-            progress((i - start) as u64, split.len() as u64, "inference");
+        if i.is_multiple_of(256) {
+            progress(i as u64, split.len() as u64, "inference");
         }
     }
-    Ok(r)
+    Ok((r, offset))
 }
 
 /// One epoch of the training log.
@@ -452,6 +495,7 @@ pub fn train(
     // Wall time of the training itself (samples, target refreshes, batch steps), without the
     // evaluations.
     let mut train_seconds = 0.0;
+    let mut eval_seconds = 0.0;
     let mut last_test: Option<(EvalResult, Counters)> = None;
     for epoch in 0..opts.epochs {
         let epoch_started = Instant::now();
@@ -535,7 +579,9 @@ pub fn train(
             acc.stall_backpressure += now.stall_backpressure - was.stall_backpressure;
         }
         let before = m.counters.clone();
+        let eval_started = Instant::now();
         let test = evaluate(&mut m, &data.test, data.max_value, progress)?;
+        eval_seconds += eval_started.elapsed().as_secs_f64();
         epochs.push(EpochLog {
             epoch: epoch + 1,
             train_online: correct as f64 / n.max(1) as f64,
@@ -550,11 +596,15 @@ pub fn train(
         Some(t) => t,
         None => {
             let before = m.counters.clone();
+            let eval_started = Instant::now();
             let t = evaluate(&mut m, &data.test, data.max_value, progress)?;
+            eval_seconds += eval_started.elapsed().as_secs_f64();
             (t, m.counters.since(&before))
         }
     };
+    let eval_started = Instant::now();
     let train_eval = evaluate(&mut m, &data.train, data.max_value, progress)?;
+    eval_seconds += eval_started.elapsed().as_secs_f64();
     if let (Some(w), Some((path, _))) = (rec, &opts.vcd) {
         write_vcd(&w, path)?;
     }
@@ -573,6 +623,7 @@ pub fn train(
         shuffle_seed: opts.seed,
         seconds: started.elapsed().as_secs_f64(),
         train_seconds,
+        eval_seconds,
         synaptic_ops: m.counters.synaptic_ops,
         engine: opts.engine,
         schedule: opts.schedule,
@@ -604,12 +655,14 @@ pub fn run_on(
     critical_paths.train_sample.clear();
     let mut m = Machine::new(program)?;
     m.engine = engine;
+    let eval_started = Instant::now();
     let train_eval = evaluate(&mut m, &data.train, data.max_value, progress)?;
     let before = m.counters.clone();
     let mut rec = vcd
         .as_ref()
         .map(|(_, w)| Waveform::new(m.program().cores.len(), m.network_mut(), *w));
     let test_eval = evaluate_traced(&mut m, &data.test, data.max_value, progress, &mut rec)?;
+    let eval_seconds = eval_started.elapsed().as_secs_f64();
     if let (Some(w), Some((path, _))) = (rec, &vcd) {
         write_vcd(&w, path)?;
     }
@@ -625,6 +678,7 @@ pub fn run_on(
         shuffle_seed: 0,
         seconds: started.elapsed().as_secs_f64(),
         train_seconds: 0.0,
+        eval_seconds,
         synaptic_ops: m.counters.synaptic_ops,
         engine,
         schedule: Schedule::Sequential,
