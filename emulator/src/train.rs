@@ -352,11 +352,11 @@ fn evaluate_traced(
         return Ok(r);
     }
     let done = std::sync::atomic::AtomicU64::new(0);
-    let finished = std::sync::atomic::AtomicBool::new(false);
+    let (finished, wait) = std::sync::mpsc::channel::<()>();
     let last = chunks.len() - 1;
     let mut outs: Vec<Result<ChunkOut, EmuError>> = Vec::new();
     rayon::in_place_scope(|s| {
-        let (base, done, finished, chunks, outs) = (&base, &done, &finished, &chunks, &mut outs);
+        let (base, done, chunks, outs) = (&base, &done, &chunks, &mut outs);
         s.spawn(move |_| {
             *outs = chunks
                 .par_iter()
@@ -383,12 +383,13 @@ fn evaluate_traced(
                     })
                 })
                 .collect();
-            finished.store(true, Ordering::Release);
+            // The receiver may be gone only if this thread panicked.
+            let _ = finished.send(());
         });
-        // This thread reports progress while the pool works.
-        while !finished.load(Ordering::Acquire) {
+        // This thread reports progress while the pool works, and wakes when it is done.
+        let tick = std::time::Duration::from_millis(50);
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(tick) {
             progress(done.load(Ordering::Relaxed), n as u64, "inference");
-            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     });
     let links = base.all_link_stats().to_vec();
