@@ -8,7 +8,9 @@
 //! so the arithmetic can be vectorized without changing a cycle.
 //!
 //! [`train`](mod@train) drives training and inference over a [`data::Dataset`] and produces a
-//! [`report::Report`]. The emulator does not depend on the compiler; they meet in `sigchip-isa`.
+//! [`report::Report`]. Training runs on one thread; evaluations run in fixed chunks of samples
+//! on copies of the machine over rayon's threads, with the same result for every thread count.
+//! The emulator does not depend on the compiler; they meet in `sigchip-isa`.
 
 pub mod data;
 pub mod engine;
