@@ -61,6 +61,7 @@ fn compile_writes_a_program_that_disasm_and_run_read() {
 
 #[test]
 fn bad_inputs_give_clear_errors() {
+    fails_with(&["--threads", "0", "bench"], "--threads must be at least 1");
     fails_with(
         &["compile", "no/such/net.ron"],
         "cannot read no/such/net.ron",
