@@ -136,19 +136,12 @@ pub fn bench(
     })
 }
 
-/// Multiply-accumulates per second of a dense integer matrix-vector product over the layers'
-/// shapes (`rows x cols`), `samples` times, on this machine: the practical ceiling for the
-/// emulator's synaptic work. Weights and inputs are random within their bit widths, held as
-/// `i16` (column-major, so each output is one contiguous dot product), accumulated in `i32`,
-/// with AVX2 when the kernels may use it (see `--no-simd`).
-pub fn ceiling_macs_per_s(shapes: &[(usize, usize, u8, u8)], samples: usize) -> f64 {
-    let started = Instant::now();
-    let macs = dense_macs(shapes, samples);
-    macs as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Runs the dense kernel over `shapes` at least `samples` times and for at least a tenth of a
-/// second; returns the multiply-accumulates done.
+/// The multiply-accumulates of a dense integer matrix-vector product over the layers' shapes
+/// (`rows x cols`), run at least `samples` times and for at least a tenth of a second: the
+/// practical ceiling for the emulator's synaptic work, over the time it took. Weights and inputs
+/// are random within their bit widths, held as `i16` (column-major, so each output is one
+/// contiguous dot product), accumulated in `i32`, with AVX2 when the kernels may use it (see
+/// `--no-simd`).
 fn dense_macs(shapes: &[(usize, usize, u8, u8)], samples: usize) -> u64 {
     let mut rng = crate::isa::rng::SplitMix64::new(1);
     let mut draw = |bits: u8| {

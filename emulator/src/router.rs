@@ -111,8 +111,8 @@ pub struct Network {
     hop: Cycles,
     bandwidth: u32,
     depth: u32,
-    /// Per route: the router index of every position it passes, source first.
-    paths: Vec<Vec<usize>>,
+    /// Per route: the router index of its source.
+    sources: Vec<usize>,
     /// Per route and position along it: the output direction and the next buffer
     /// ([`Network::next_hop`]), all routes end to end; `hop_start[route]` is the source's entry.
     hops: Vec<(u8, u32)>,
@@ -197,7 +197,7 @@ impl Network {
             hop: hop as Cycles,
             bandwidth: router.link_bandwidth.max(1),
             depth: router.buffer_depth.max(1),
-            paths,
+            sources: paths.iter().map(|p| p[0]).collect(),
             hops,
             hop_start,
             queues: vec![VecDeque::new(); routers * DIRS],
@@ -231,7 +231,7 @@ impl Network {
     /// Puts a message of `packets` packets on `route`: packet `k` (from 0) is ready at the
     /// source's router at `first + k * spacing`.
     pub fn inject(&mut self, route: u16, msg: u32, packets: u64, first: Cycles, spacing: Cycles) {
-        let src = self.paths[route as usize][0];
+        let src = self.sources[route as usize];
         let q = src * DIRS + LOCAL;
         let hop = self.hop_start[route as usize];
         let (out, next) = self.hops[hop as usize];
