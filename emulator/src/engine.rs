@@ -20,6 +20,7 @@
 //! - A core's jobs (phase streams, one after the other) run back to back; an empty stream takes
 //!   no time.
 
+use crate::decoupled::{Script, Step};
 use crate::kernels::Activity;
 use crate::machine::{EmuError, Machine, Phase};
 use crate::router::Delivery;
@@ -147,6 +148,23 @@ struct CoreRun {
     waited_from: Option<Cycles>,
 }
 
+/// A message queued at the input port: its values, or only its packets when the run replays a
+/// [`Script`] (the values went to the cores when the script was computed).
+struct Queued {
+    route: RouteId,
+    sample: u32,
+    packets: u64,
+    values: Vec<i64>,
+}
+
+/// Where a run's port messages and instruction effects come from.
+enum Source<'f> {
+    /// Computed as the run goes: the port's messages from a feed, every instruction executed.
+    Live(PortFeed<'f>),
+    /// Replayed from a [`Script`]: the cycles and packets the arithmetic decided.
+    Script(Script),
+}
+
 /// A message in the network or waiting at its destination.
 struct InFlight {
     route: RouteId,
@@ -168,10 +186,11 @@ struct Run<'f> {
     /// Message slab, by ID.
     messages: Vec<Option<InFlight>>,
     free: Vec<u32>,
-    port_queue: VecDeque<PortMessage>,
+    port_queue: VecDeque<Queued>,
     port_ready: Cycles,
     port_waiting: bool,
-    feed: Option<PortFeed<'f>>,
+    /// `None` once the feed has no more samples.
+    source: Option<Source<'f>>,
     next_sample: u32,
     out: Execution,
     trace: Option<Trace>,
@@ -188,6 +207,27 @@ impl Machine {
         jobs: &[Job],
         start: Cycles,
         feed: PortFeed,
+    ) -> Result<Execution, EmuError> {
+        self.execute_from(jobs, start, Source::Live(feed))
+    }
+
+    /// Replays the timing of a run whose arithmetic [`Machine::compute`] did: the same cycles,
+    /// waits, network traffic and timing counters as [`Machine::execute`] of the same jobs, with
+    /// no value computed (the cores' memories are not touched; outputs are all zero).
+    pub(crate) fn replay(
+        &mut self,
+        jobs: &[Job],
+        start: Cycles,
+        script: Script,
+    ) -> Result<Execution, EmuError> {
+        self.execute_from(jobs, start, Source::Script(script))
+    }
+
+    fn execute_from(
+        &mut self,
+        jobs: &[Job],
+        start: Cycles,
+        source: Source,
     ) -> Result<Execution, EmuError> {
         let n = self.core_count();
         let routes = self.program().routes.len();
@@ -210,7 +250,7 @@ impl Machine {
             port_queue: VecDeque::new(),
             port_ready: start,
             port_waiting: false,
-            feed: Some(feed),
+            source: Some(source),
             next_sample: 0,
             out: Execution::default(),
             trace: self.tracing.then(Trace::default),
@@ -234,15 +274,36 @@ impl Machine {
     /// Keeps the port's queue holding the messages of at least two samples past `sample`.
     fn refill_port(&mut self, run: &mut Run, sample: u32) {
         while run.next_sample <= sample + 1 {
-            let Some(feed) = run.feed.as_mut() else {
-                return;
-            };
-            let mut v = Vec::new();
-            if !feed(run.next_sample, &mut v) {
-                run.feed = None;
-                return;
+            match run.source.as_mut() {
+                None => return,
+                Some(Source::Live(feed)) => {
+                    let mut v = Vec::new();
+                    if !feed(run.next_sample, &mut v) {
+                        run.source = None;
+                        return;
+                    }
+                    run.port_queue.extend(v.into_iter().map(|m| Queued {
+                        route: m.route,
+                        sample: m.sample,
+                        packets: timing::packets(&m.values),
+                        values: m.values,
+                    }));
+                }
+                Some(Source::Script(s)) => {
+                    while let Some(&(route, sample, packets)) = s.port.get(s.port_at) {
+                        if sample != run.next_sample {
+                            break;
+                        }
+                        s.port_at += 1;
+                        run.port_queue.push_back(Queued {
+                            route,
+                            sample,
+                            packets,
+                            values: Vec::new(),
+                        });
+                    }
+                }
             }
-            run.port_queue.extend(v);
             run.next_sample += 1;
         }
     }
@@ -394,11 +455,12 @@ impl Machine {
         };
         let m = run.port_queue.remove(i).expect("found");
         let sp = self.program().chip.costs.send_packet as Cycles;
-        let packets = timing::packets(&m.values);
+        let packets = m.packets;
         self.count_packets(m.route, packets);
         self.inject(
             run,
-            &m.values,
+            m.values,
+            packets,
             m.route,
             m.sample,
             None,
@@ -415,17 +477,17 @@ impl Machine {
     fn inject(
         &mut self,
         run: &mut Run,
-        values: &[i64],
+        values: Vec<i64>,
+        packets: u64,
         route: RouteId,
         sample: u32,
         from: Option<CoreId>,
         sent: Cycles,
         first: Cycles,
     ) {
-        let packets = timing::packets(values);
         let msg = InFlight {
             route,
-            values: values.to_vec(),
+            values,
             sample,
             from,
             sent,
@@ -539,7 +601,15 @@ impl Machine {
                         run.busy[ri] = false;
                         let m = run.messages[id as usize].take().expect("a live message");
                         run.free.push(id);
-                        let cycles = self.recv_message(ci, route, &m.values);
+                        let cycles = match run.source {
+                            Some(Source::Script(_)) => timing::instr_cycles(
+                                &instr,
+                                &Activity::default(),
+                                m.packets,
+                                &self.program().chip.costs,
+                            ),
+                            _ => self.recv_message(ci, route, &m.values),
+                        };
                         activity.packets = m.packets;
                         // The route is free again: a sender waiting on it may send, in this
                         // cycle if it acts after this core, else in the next.
@@ -572,8 +642,17 @@ impl Machine {
                     c.waited_from.get_or_insert(t);
                     return Ok(());
                 }
-                let values = self.send_values(ci, route);
-                let packets = timing::packets(&values);
+                let (values, packets) = match run.source.as_mut() {
+                    Some(Source::Script(s)) => match s.next(ci) {
+                        Step::Send { packets } => (Vec::new(), packets),
+                        step => unreachable!("core {ci}: a script step {step:?} for a send"),
+                    },
+                    _ => {
+                        let values = self.send_values(ci, route);
+                        let packets = timing::packets(&values);
+                        (values, packets)
+                    }
+                };
                 self.count_packets(route, packets);
                 activity.packets = packets;
                 let costs = self.program().chip.costs;
@@ -581,7 +660,8 @@ impl Machine {
                 let first = t + costs.issue as Cycles + spacing - 1;
                 self.inject(
                     run,
-                    &values,
+                    values,
+                    packets,
                     route,
                     job.sample,
                     Some(CoreId(ci as u16)),
@@ -590,12 +670,21 @@ impl Machine {
                 );
                 timing::instr_cycles(&instr, &Default::default(), packets, &costs)
             }
-            _ => {
-                let (c, a, h) = self.exec(ci, instr, job.phase, job.step, job.tau)?;
-                halt = h;
-                activity = a;
-                c
-            }
+            _ => match run.source.as_mut() {
+                Some(Source::Script(s)) => match s.next(ci) {
+                    Step::Exec { cycles, halt: h } => {
+                        halt = h;
+                        cycles
+                    }
+                    step => unreachable!("core {ci}: a script step {step:?} for {instr:?}"),
+                },
+                _ => {
+                    let (c, a, h) = self.exec(ci, instr, job.phase, job.step, job.tau)?;
+                    halt = h;
+                    activity = a;
+                    c
+                }
+            },
         };
         let span = &mut run.out.spans[job.sample as usize];
         span.0 = span.0.min(t);
@@ -608,9 +697,10 @@ impl Machine {
                 _ => self.counters.recv_wait_cycles[ci] += t - from,
             }
         }
-        let probe = self.probe(ci);
         let keep = self.trace_window.is_none_or(|(a, b)| (a..b).contains(&t));
-        if let Some(tr) = run.trace.as_mut().filter(|_| keep) {
+        if run.trace.is_some() && keep {
+            let probe = self.probe(ci);
+            let tr = run.trace.as_mut().expect("tracing");
             tr.instrs.push(TraceInstr {
                 core: CoreId(ci as u16),
                 job: c.job as u32,

@@ -13,6 +13,7 @@
 //! The emulator does not depend on the compiler; they meet in `sigchip-isa`.
 
 pub mod data;
+pub mod decoupled;
 pub mod engine;
 pub mod kernels;
 pub mod machine;

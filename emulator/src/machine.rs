@@ -35,6 +35,9 @@ pub enum EmuError {
     Unreceived { route: RouteId },
     #[error("{0}")]
     Output(String),
+    /// The thread replaying the timing stopped (its own error says why).
+    #[error("the timing thread stopped")]
+    TimingStopped,
 }
 
 impl From<VerifyError> for EmuError {
@@ -229,6 +232,9 @@ pub struct Machine {
     pub counters: Counters,
     /// Counts updates, so every update of a synapse draws fresh random bits.
     update_step: u64,
+    /// When set, runs compute their values here and hand their timing to these threads
+    /// ([`crate::decoupled::TimingThreads`]).
+    pub(crate) timing: Option<crate::decoupled::Dispatch>,
 }
 
 /// A batch-label slot with no sample (a short last batch): not a class.
@@ -403,6 +409,7 @@ impl Machine {
             step_log: None,
             counters,
             update_step: 0,
+            timing: None,
         })
     }
 
@@ -475,9 +482,21 @@ impl Machine {
             }
             _ => false,
         };
+        let classes = self.program.network.classes as usize;
+        if self.timing.is_some() {
+            // A timing thread replays this run; its cycles come with `TimingThreads::settle`.
+            let c = self.compute(&jobs, &mut feed)?;
+            let output = c.outputs.into_iter().next().flatten();
+            self.submit(jobs, c.script, phases == [Phase::Targets])?;
+            return Ok(RunResult {
+                end: 0,
+                output_at: None,
+                prediction: output.as_deref().map(argmax),
+                output: output.unwrap_or_else(|| vec![0; classes]),
+            });
+        }
         let ex = self.execute(&jobs, start, &mut feed)?;
         let o = ex.outputs.into_iter().next().unwrap_or_default();
-        let classes = self.program.network.classes as usize;
         let output = if o.output.is_empty() {
             vec![0; classes]
         } else {

@@ -10,6 +10,7 @@
 //! Inference runs `forward` only.
 
 use crate::data::{Dataset, Split};
+use crate::decoupled::TimingThreads;
 use crate::engine::{EngineKind, Job, PortMessage};
 use crate::machine::{argmax, sample_work, Counters, EmuError, Machine, Phase};
 use crate::report::{self, CriticalPaths, Report};
@@ -521,57 +522,74 @@ pub fn train(
             step += n as u64;
             max_in_flight = max_in_flight.max(run.max_in_flight);
         }
-        for (j, &i) in order
-            .iter()
-            .enumerate()
-            .filter(|_| opts.schedule == Schedule::Sequential)
-        {
-            // Continuous time runs the target stream inside the sample, alongside the data.
-            let due = step.is_multiple_of(net.target_refresh as u64);
-            let alongside = net.neuron.has_time() && !net.neuron.is_lif();
-            if due && !alongside {
-                let t = traced(&mut rec, &mut m, train_cycles, refresh_targets)?;
-                target_cycles += t;
-                train_cycles += t + sync;
+        // With a second thread and nothing recorded, each run's timing is replayed on it while
+        // this thread computes the next runs (`decoupled`): the same bits and cycles.
+        let split = opts.schedule == Schedule::Sequential
+            && rec.is_none()
+            && rayon::current_num_threads() > 1;
+        let timing = split.then(|| TimingThreads::start(&mut m, rayon::current_num_threads()));
+        let mut sequential = || -> Result<(), EmuError> {
+            for (j, &i) in order
+                .iter()
+                .enumerate()
+                .filter(|_| opts.schedule == Schedule::Sequential)
+            {
+                // Continuous time runs the target stream inside the sample, alongside the data.
+                let due = step.is_multiple_of(net.target_refresh as u64);
+                let alongside = net.neuron.has_time() && !net.neuron.is_lif();
+                if due && !alongside {
+                    let t = traced(&mut rec, &mut m, train_cycles, refresh_targets)?;
+                    target_cycles += t;
+                    train_cycles += t + sync;
+                }
+                if contrastive && (j as u64).is_multiple_of(net.batch as u64) {
+                    let end = (j + net.batch as usize).min(n);
+                    let labels: Vec<usize> =
+                        order[j..end].iter().map(|&i| data.train.label(i)).collect();
+                    train_cycles +=
+                        traced(&mut rec, &mut m, train_cycles, |m| m.begin_batch(&labels))? + sync;
+                }
+                encode_input(
+                    data.train.image(i),
+                    data.max_value,
+                    net.input_format,
+                    &mut x,
+                );
+                let label = data.train.label(i);
+                let phases: &[Phase] = if due && alongside {
+                    &[Phase::Targets, Phase::Forward, Phase::Learn]
+                } else {
+                    &[Phase::Forward, Phase::Learn]
+                };
+                let res = traced(&mut rec, &mut m, train_cycles, |m| {
+                    m.run(phases, 0, Some(&x), Some(label))
+                })?;
+                m.next_update_step();
+                correct += (res.prediction == Some(label)) as u64;
+                train_cycles += res.end + sync;
+                step += 1;
+                // Batches start with each epoch.
+                if net.batch > 1 && (j as u64 + 1).is_multiple_of(net.batch as u64) {
+                    train_cycles += traced(&mut rec, &mut m, train_cycles, apply_batch)? + sync;
+                }
+                if j % 256 == 0 {
+                    progress(epoch as u64 * n as u64 + j as u64, total, "training");
+                }
             }
-            if contrastive && (j as u64).is_multiple_of(net.batch as u64) {
-                let end = (j + net.batch as usize).min(n);
-                let labels: Vec<usize> =
-                    order[j..end].iter().map(|&i| data.train.label(i)).collect();
-                train_cycles +=
-                    traced(&mut rec, &mut m, train_cycles, |m| m.begin_batch(&labels))? + sync;
-            }
-            encode_input(
-                data.train.image(i),
-                data.max_value,
-                net.input_format,
-                &mut x,
-            );
-            let label = data.train.label(i);
-            let phases: &[Phase] = if due && alongside {
-                &[Phase::Targets, Phase::Forward, Phase::Learn]
-            } else {
-                &[Phase::Forward, Phase::Learn]
-            };
-            let res = traced(&mut rec, &mut m, train_cycles, |m| {
-                m.run(phases, 0, Some(&x), Some(label))
-            })?;
-            m.next_update_step();
-            correct += (res.prediction == Some(label)) as u64;
-            train_cycles += res.end + sync;
-            step += 1;
-            // Batches start with each epoch.
-            if net.batch > 1 && (j as u64 + 1).is_multiple_of(net.batch as u64) {
+            // An epoch ends its last, partial mini-batch.
+            if net.batch > 1 && !(n as u64).is_multiple_of(net.batch as u64) {
                 train_cycles += traced(&mut rec, &mut m, train_cycles, apply_batch)? + sync;
             }
-            if j % 256 == 0 {
-                progress(epoch as u64 * n as u64 + j as u64, total, "training");
-            }
+            Ok(())
+        };
+        let computed = sequential();
+        if let Some(t) = timing {
+            // A replay's error comes from an earlier run than any error of the computation.
+            let timed = t.settle(&mut m)?;
+            train_cycles += timed.cycles;
+            target_cycles += timed.refresh_cycles;
         }
-        // An epoch ends its last, partial mini-batch.
-        if net.batch > 1 && !(n as u64).is_multiple_of(net.batch as u64) {
-            train_cycles += traced(&mut rec, &mut m, train_cycles, apply_batch)? + sync;
-        }
+        computed?;
         train_counters.add(&m.counters.since(&before));
         train_seconds += epoch_started.elapsed().as_secs_f64();
         for ((acc, now), was) in links.iter_mut().zip(m.all_link_stats()).zip(&links_before) {
