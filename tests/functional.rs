@@ -11,6 +11,7 @@ use common::functional_model::{self as fm, Matrix, Model};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use sigchip::compiler::{compile, LayerDesc, LearningDesc, LossKind, NetworkDesc};
+use sigchip::emulator::decoupled::TimingThreads;
 use sigchip::emulator::engine::{EngineKind, Trace};
 use sigchip::emulator::{Machine, Phase, RunResult};
 use sigchip::isa::chip::{BitWidths, Crossbar, Grid};
@@ -806,5 +807,87 @@ proptest! {
         }
         prop_assert!(run.cycles <= seq_cycles, "pipelined {} > sequential {}", run.cycles, seq_cycles);
         prop_assert_eq!(pipe.update_step(), seq.m.update_step());
+    }
+}
+
+/// Drives `m` the way `train::train` does (batches, refreshes, samples, applies), then
+/// refreshes and infers the probes: every run's output and prediction, and the runs' cycles
+/// (their ends, 0 while the timing is on other threads) summed.
+fn drive(m: &mut Machine, c: &Case) -> (Vec<(Vec<i64>, Option<usize>)>, u64) {
+    let p = m.program().clone();
+    let refresh = |m: &mut Machine| {
+        if p.layers.iter().any(|l| l.keeps_targets) {
+            m.run(&[Phase::Targets], 0, None, None).unwrap().end
+        } else {
+            0
+        }
+    };
+    let (mut outs, mut cycles) = (Vec::new(), 0);
+    for (i, (x, label)) in c.train.iter().enumerate() {
+        if let Some(labels) = batch_starting_at(c, i) {
+            cycles += m.begin_batch(&labels).unwrap();
+        }
+        if (i as u64).is_multiple_of(p.network.target_refresh as u64) {
+            cycles += refresh(m);
+        }
+        let r = m
+            .run(&[Phase::Forward, Phase::Learn], 0, Some(x), Some(*label))
+            .unwrap();
+        m.next_update_step();
+        cycles += r.end.max(r.output_at.unwrap_or(0));
+        outs.push((r.output, r.prediction));
+        if p.network.batch > 1
+            && ((i + 1) % p.network.batch as usize == 0 || i + 1 == c.train.len())
+        {
+            cycles += m.run(&[Phase::Apply], 0, None, None).unwrap().end;
+        }
+    }
+    cycles += refresh(m);
+    for x in &c.probes {
+        let r = m.run(&[Phase::Forward], 0, Some(x), None).unwrap();
+        cycles += r.end.max(r.output_at.unwrap_or(0));
+        outs.push((r.output, r.prediction));
+    }
+    (outs, cycles)
+}
+
+proptest! {
+    #![proptest_config(config(24))]
+
+    /// The arithmetic computed on one thread while timing threads replay each run's script
+    /// (`emulator::decoupled`) gives what one thread doing both gives: every output and
+    /// prediction, every weight, the summed cycles, every counter, every link's load and stalls
+    /// and the largest buffer occupancies, on random networks, tilings, cycle costs, network
+    /// parameters, engines and numbers of timing threads.
+    #[test]
+    fn split_timing_equals_one_thread(
+        c in case(side(24), side(24)),
+        (costs, router) in timing_params(),
+        tick in any::<bool>(),
+        threads in 1usize..=3,
+    ) {
+        let mut program = program_for(&c.net, c.rows, c.cols);
+        program.chip.costs = costs;
+        program.chip.router = router;
+        let engine = if tick { EngineKind::Tick } else { EngineKind::Event };
+        let mut one = Machine::new(program.clone()).unwrap();
+        one.engine = engine;
+        let (one_outs, one_cycles) = drive(&mut one, &c);
+        let mut split = Machine::new(program).unwrap();
+        split.engine = engine;
+        let timing = TimingThreads::start(&mut split, threads);
+        let (split_outs, zero) = drive(&mut split, &c);
+        let timed = timing.settle(&mut split).unwrap();
+        prop_assert_eq!(zero, 0);
+        prop_assert_eq!(&split_outs, &one_outs);
+        prop_assert_eq!(timed.cycles, one_cycles);
+        prop_assert_eq!(&split.counters, &one.counters);
+        prop_assert_eq!(split.all_link_stats(), one.all_link_stats());
+        prop_assert_eq!(&split.network().max_occupancy, &one.network().max_occupancy);
+        let w = fm::assemble_weights(&split.trained_program());
+        if let Some(d) = weight_diff(&w, &fm::assemble_weights(&one.trained_program()), ("split", "one")) {
+            return Err(TestCaseError::fail(d));
+        }
+        prop_assert!(one.counters.instructions > 0 && one.counters.packets > 0);
     }
 }

@@ -4,6 +4,7 @@
 //! does.
 
 use sigchip::compiler;
+use sigchip::emulator::decoupled::TimingThreads;
 use sigchip::emulator::engine::{EngineKind, Trace};
 use sigchip::emulator::train::encode_input;
 use sigchip::emulator::{data, Machine, Phase};
@@ -434,9 +435,69 @@ fn a_message_nobody_receives_is_an_error_on_both_engines() {
             "{engine:?}: {e}"
         );
     }
+    // Computed on this thread and timed on another, the run reports the same error.
+    assert_eq!(split_error(&p, &x), live_error(&p, &x));
     // A chip whose cores inject no packet per cycle is refused.
     let e = ChipDescription::from_ron("(costs: (send_packet: 0))", "c.ron")
         .unwrap_err()
         .to_string();
     assert!(e.contains("costs.send_packet: is 0"), "{e}");
+}
+
+/// The error of a training sample of `x` (label 3) after a target refresh, on one thread.
+fn live_error(p: &Program, x: &[i32]) -> String {
+    let mut m = Machine::new(p.clone()).unwrap();
+    m.run(&[Phase::Targets], 0, None, None).unwrap();
+    m.run(&[Phase::Forward, Phase::Learn], 0, Some(x), Some(3))
+        .unwrap_err()
+        .to_string()
+}
+
+/// The same, with the timing replayed on another thread: the computation cannot see the error
+/// (it has no time), the replay reports it when the threads settle.
+fn split_error(p: &Program, x: &[i32]) -> String {
+    let mut m = Machine::new(p.clone()).unwrap();
+    let timing = TimingThreads::start(&mut m, 2);
+    m.run(&[Phase::Targets], 0, None, None).unwrap();
+    m.run(&[Phase::Forward, Phase::Learn], 0, Some(x), Some(3))
+        .unwrap();
+    timing.settle(&mut m).unwrap_err().to_string()
+}
+
+/// A core that waits for a message nobody sends deadlocks, with the same cycle and waiting
+/// cores whether the timing runs with the arithmetic or on another thread.
+#[test]
+fn a_deadlock_is_the_same_error_with_the_timing_on_another_thread() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{dir}/examples/digits.ron")).unwrap();
+    let mut p = compiler::compile_str(&text, "digits", &ChipDescription::default())
+        .unwrap()
+        .program;
+    // The first core that sends in its forward stream stops sending: its receiver waits.
+    let core = p
+        .cores
+        .iter()
+        .position(|c| {
+            c.streams
+                .forward
+                .iter()
+                .any(|i| matches!(i, Instr::Send { .. }))
+        })
+        .unwrap();
+    p.cores[core]
+        .streams
+        .forward
+        .retain(|i| !matches!(i, Instr::Send { .. }));
+    let d = data::digits();
+    let mut x = Vec::new();
+    encode_input(
+        d.train.image(0),
+        d.max_value,
+        p.network.input_format,
+        &mut x,
+    );
+    let live = live_error(&p, &x);
+    assert!(live.starts_with("deadlock in the "), "{live}");
+    assert!(live.contains(" waits on "), "{live}");
+    assert_eq!(split_error(&p, &x), live);
 }

@@ -698,9 +698,8 @@ impl Machine {
             }
         }
         let keep = self.trace_window.is_none_or(|(a, b)| (a..b).contains(&t));
-        if run.trace.is_some() && keep {
+        if let Some(tr) = run.trace.as_mut().filter(|_| keep) {
             let probe = self.probe(ci);
-            let tr = run.trace.as_mut().expect("tracing");
             tr.instrs.push(TraceInstr {
                 core: CoreId(ci as u16),
                 job: c.job as u32,
