@@ -810,10 +810,13 @@ proptest! {
     }
 }
 
+/// A run's output vector and prediction.
+type RunOut = (Vec<i64>, Option<usize>);
+
 /// Drives `m` the way `train::train` does (batches, refreshes, samples, applies), then
 /// refreshes and infers the probes: every run's output and prediction, and the runs' cycles
 /// (their ends, 0 while the timing is on other threads) summed.
-fn drive(m: &mut Machine, c: &Case) -> (Vec<(Vec<i64>, Option<usize>)>, u64) {
+fn drive(m: &mut Machine, c: &Case) -> (Vec<RunOut>, u64) {
     let p = m.program().clone();
     let refresh = |m: &mut Machine| {
         if p.layers.iter().any(|l| l.keeps_targets) {
