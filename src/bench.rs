@@ -33,6 +33,12 @@ pub struct Bench {
     /// Training alone: emulated synaptic operations per second, and that over the ceiling.
     pub train_macs_per_s: f64,
     pub train_ratio: f64,
+    /// With more than one thread, training computes on one thread and replays the timing on
+    /// the others: the training's synaptic operations per second of the computing thread's
+    /// arithmetic alone, and that over one thread's share of the ceiling. What training would
+    /// reach if the exact timing cost nothing (`None` on one thread).
+    pub arithmetic_macs_per_s: Option<f64>,
+    pub arithmetic_ratio: Option<f64>,
     /// Training samples per second of training time.
     pub samples_per_s: f64,
     /// Emulated chip cycles of training per second of training time.
@@ -112,6 +118,10 @@ pub fn bench(
         .map(|_| dense_macs(&shapes, 200))
         .sum();
     let ceiling = ceiling_macs as f64 / started.elapsed().as_secs_f64();
+    let arithmetic = report
+        .host
+        .train_arithmetic_seconds
+        .map(|s| train_macs / s.max(1e-9));
     Ok(Bench {
         network: program.name.clone(),
         data: d.name.clone(),
@@ -125,6 +135,8 @@ pub fn bench(
         ratio: macs / seconds / ceiling,
         train_macs_per_s: train_macs / train_seconds,
         train_ratio: train_macs / train_seconds / ceiling,
+        arithmetic_macs_per_s: arithmetic,
+        arithmetic_ratio: arithmetic.map(|a| a / (ceiling / threads as f64)),
         samples_per_s: d.train.len() as f64 / train_seconds,
         emulated_cycles_per_s: report.timing.train_cycles as f64 / train_seconds,
         inferences_per_s: inferences as f64 / report.host.eval_seconds.max(1e-9),
@@ -245,6 +257,12 @@ impl std::fmt::Display for Bench {
             "  ratio      {:.3} (training alone {:.3})",
             self.ratio, self.train_ratio
         )?;
+        if let (Some(a), Some(r)) = (self.arithmetic_macs_per_s, self.arithmetic_ratio) {
+            writeln!(
+                f,
+                "  arithmetic {a:.3e} MAC/s of training on the computing thread alone: {r:.3} of one thread's ceiling (the bound with free timing)"
+            )?;
+        }
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         let bound = 2 * (self.chip_sram_bytes + self.data_bytes);
         match self.peak_rss_bytes {

@@ -235,6 +235,8 @@ pub struct Machine {
     /// When set, runs compute their values here and hand their timing to these threads
     /// ([`crate::decoupled::TimingThreads`]).
     pub(crate) timing: Option<crate::decoupled::Dispatch>,
+    /// Host seconds spent computing runs whose timing went to the timing threads.
+    pub(crate) compute_seconds: f64,
 }
 
 /// A batch-label slot with no sample (a short last batch): not a class.
@@ -410,6 +412,7 @@ impl Machine {
             counters,
             update_step: 0,
             timing: None,
+            compute_seconds: 0.0,
         })
     }
 
@@ -485,7 +488,9 @@ impl Machine {
         let classes = self.program.network.classes as usize;
         if self.timing.is_some() {
             // A timing thread replays this run; its cycles come with `TimingThreads::settle`.
+            let started = std::time::Instant::now();
             let c = self.compute(&jobs, &mut feed)?;
+            self.compute_seconds += started.elapsed().as_secs_f64();
             let output = c.outputs.into_iter().next().flatten();
             self.submit(jobs, c.script, phases == [Phase::Targets])?;
             return Ok(RunResult {

@@ -28,6 +28,8 @@ pub struct Runs {
     pub train_seconds: f64,
     /// The evaluations (inference runs and their target refreshes).
     pub eval_seconds: f64,
+    /// See [`Host::train_arithmetic_seconds`].
+    pub train_arithmetic_seconds: Option<f64>,
     /// Synaptic operations of the whole run (for the host's rate).
     pub synaptic_ops: u64,
     pub engine: EngineKind,
@@ -218,6 +220,10 @@ pub struct Host {
     pub eval_seconds: f64,
     /// Training samples over `train_seconds`.
     pub train_samples_per_second: f64,
+    /// With the timing of training on other threads (`emulator::decoupled`): the seconds the
+    /// computing thread spent in the arithmetic of training, what training would take if the
+    /// exact timing cost nothing. `None` on one thread or with waveforms.
+    pub train_arithmetic_seconds: Option<f64>,
     /// Every emulated synaptic operation (multiply-accumulate) of the run over `seconds`.
     pub emulated_macs_per_second: f64,
 }
@@ -391,6 +397,7 @@ impl Report {
                 train_seconds: r.train_seconds,
                 eval_seconds: r.eval_seconds,
                 train_samples_per_second: r.train_samples as f64 / r.train_seconds.max(1e-9),
+                train_arithmetic_seconds: r.train_arithmetic_seconds,
                 emulated_macs_per_second: r.synaptic_ops as f64 / r.seconds.max(1e-9),
             },
         }
