@@ -15,7 +15,8 @@ pub struct Bench {
     pub network: String,
     pub data: String,
     pub engine: EngineKind,
-    /// Host threads the emulator (inference chunks) and the ceiling kernel ran on.
+    /// Host threads the emulator (timing threads of training, inference chunks) and the ceiling
+    /// kernel ran on.
     pub threads: usize,
     /// Whether the kernels used SIMD instructions.
     pub simd: bool,

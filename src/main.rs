@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Host threads for the emulator (inferences run in parallel chunks); every thread count
-    /// gives the same bits, cycles and reports. Default: one per CPU.
+    /// Host threads for the emulator (with more than one, training replays its timing on this
+    /// many threads beside the one computing values, and inferences run in parallel chunks);
+    /// every thread count gives the same bits, cycles and reports. Default: one per CPU.
     #[arg(long, global = true)]
     threads: Option<usize>,
     /// Do not use SIMD instructions in the emulator's kernels (the same bits, slower).

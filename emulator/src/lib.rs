@@ -8,8 +8,10 @@
 //! so the arithmetic can be vectorized without changing a cycle.
 //!
 //! [`train`](mod@train) drives training and inference over a [`data::Dataset`] and produces a
-//! [`report::Report`]. Training runs on one thread; evaluations run in fixed chunks of samples
-//! on copies of the machine over rayon's threads, with the same result for every thread count.
+//! [`report::Report`]. With more than one thread, training computes every run's values on the
+//! calling thread and replays its timing from a script on other threads ([`decoupled`]);
+//! evaluations run in fixed chunks of samples on copies of the machine over rayon's threads.
+//! Every thread count gives the same result.
 //! The emulator does not depend on the compiler; they meet in `sigchip-isa`.
 
 pub mod data;
