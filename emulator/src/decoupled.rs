@@ -240,7 +240,7 @@ impl TimingThreads {
         let mut senders = Vec::new();
         let mut handles = Vec::new();
         for _ in 0..threads {
-            let mut timing = m.clone();
+            let mut timing = m.timing_copy();
             timing.counters = m.counters.since(&m.counters);
             let (tx, rx) = mpsc::sync_channel::<Work>(AHEAD / threads);
             senders.push(tx);

@@ -566,7 +566,16 @@ impl Machine {
     }
 
     pub(crate) fn core_count(&self) -> usize {
-        self.cores.len()
+        self.program.cores.len()
+    }
+
+    /// A copy for replaying timing ([`Machine::replay`]): everything but the cores' memories,
+    /// which a replay never reads.
+    pub(crate) fn timing_copy(&mut self) -> Machine {
+        let cores = std::mem::take(&mut self.cores);
+        let copy = self.clone();
+        self.cores = cores;
+        copy
     }
 
     pub(crate) fn hops_of(&self, route: RouteId) -> u32 {
