@@ -1,5 +1,5 @@
-//! Training on two threads: the arithmetic of each run on the calling thread, its timing on a
-//! second one, with the same bits, cycles and counts as one thread doing both.
+//! Training on several threads: the arithmetic of each run on the calling thread, its timing on
+//! others, with the same bits, cycles and counts as one thread doing both.
 //!
 //! The central type is [`Script`]: what the arithmetic of one run decided that its timing
 //! needs, per core in issue order: the cycles of every executed instruction (and whether it
@@ -9,10 +9,10 @@
 //! Why it is exact: the cores and the ports form a network of processes that talk only over
 //! routes, each route carrying its messages first in, first out (one sender, credit flow
 //! control). The values a core computes therefore depend on the order of its own instructions
-//! and of each route's messages, never on when anything happens, so [`Machine::compute`] may run
+//! and of each route's messages, never on when anything happens, so `Machine::compute` may run
 //! the cores one after another, each until it waits for a message, and get the bits the engines
 //! get. What the timing needs of those bits (an instruction's activity, a message's non-zero
-//! entries) goes into the script, and [`Machine::replay`] steps the engine over it with the
+//! entries) goes into the script, and `Machine::replay` steps the engine over it with the
 //! rules of [`crate::engine`]: the same code, with the values left out. Nothing in the
 //! arithmetic reads a cycle (update steps, time steps and random bits are counted per sample).
 //!
@@ -22,8 +22,9 @@
 //! hands back the network's statistics, the timing counters and the cycles. The arithmetic
 //! counters (synaptic operations, updates, saturations, memory traffic) stay with the computing
 //! machine, the timing counters (instructions, packets, busy and waiting cycles) come from the
-//! replaying one, so every count is made once. `tests/host.rs` checks whole training reports
-//! against one thread.
+//! replaying ones, so every count is made once. `split_timing_equals_one_thread`
+//! (`tests/functional.rs`) checks runs on random networks against one thread, `tests/host.rs`
+//! whole training reports.
 
 use crate::engine::{Job, PortFeed, PortMessage};
 use crate::machine::{EmuError, Machine};
