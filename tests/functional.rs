@@ -815,8 +815,9 @@ type RunOut = (Vec<i64>, Option<usize>);
 
 /// Drives `m` the way `train::train` does (batches, refreshes, samples, applies), then
 /// refreshes and infers the probes: every run's output and prediction, and the runs' cycles
-/// (their ends, 0 while the timing is on other threads) summed.
-fn drive(m: &mut Machine, c: &Case) -> (Vec<RunOut>, u64) {
+/// (their ends, 0 while the timing is on other threads) summed, all runs and the target
+/// refreshes alone.
+fn drive(m: &mut Machine, c: &Case) -> (Vec<RunOut>, u64, u64) {
     let p = m.program().clone();
     let refresh = |m: &mut Machine| {
         if p.layers.iter().any(|l| l.keeps_targets) {
@@ -825,13 +826,15 @@ fn drive(m: &mut Machine, c: &Case) -> (Vec<RunOut>, u64) {
             0
         }
     };
-    let (mut outs, mut cycles) = (Vec::new(), 0);
+    let (mut outs, mut cycles, mut refreshes) = (Vec::new(), 0, 0);
     for (i, (x, label)) in c.train.iter().enumerate() {
         if let Some(labels) = batch_starting_at(c, i) {
             cycles += m.begin_batch(&labels).unwrap();
         }
         if (i as u64).is_multiple_of(p.network.target_refresh as u64) {
-            cycles += refresh(m);
+            let t = refresh(m);
+            cycles += t;
+            refreshes += t;
         }
         let r = m
             .run(&[Phase::Forward, Phase::Learn], 0, Some(x), Some(*label))
@@ -845,13 +848,15 @@ fn drive(m: &mut Machine, c: &Case) -> (Vec<RunOut>, u64) {
             cycles += m.run(&[Phase::Apply], 0, None, None).unwrap().end;
         }
     }
-    cycles += refresh(m);
+    let t = refresh(m);
+    cycles += t;
+    refreshes += t;
     for x in &c.probes {
         let r = m.run(&[Phase::Forward], 0, Some(x), None).unwrap();
         cycles += r.end.max(r.output_at.unwrap_or(0));
         outs.push((r.output, r.prediction));
     }
-    (outs, cycles)
+    (outs, cycles, refreshes)
 }
 
 proptest! {
@@ -875,13 +880,14 @@ proptest! {
         let engine = if tick { EngineKind::Tick } else { EngineKind::Event };
         let mut one = Machine::new(program.clone()).unwrap();
         one.engine = engine;
-        let (one_outs, one_cycles) = drive(&mut one, &c);
+        let (one_outs, one_cycles, one_refreshes) = drive(&mut one, &c);
         let mut split = Machine::new(program).unwrap();
         split.engine = engine;
-        let timing = TimingThreads::start(&mut split, threads);
-        let (split_outs, zero) = drive(&mut split, &c);
+        let timing = TimingThreads::start(&mut split, threads).unwrap();
+        let (split_outs, zero, zero_refreshes) = drive(&mut split, &c);
         let timed = timing.settle(&mut split).unwrap();
-        prop_assert_eq!(zero, 0);
+        prop_assert_eq!((zero, zero_refreshes), (0, 0));
+        prop_assert_eq!(timed.refresh_cycles, one_refreshes);
         prop_assert_eq!(&split_outs, &one_outs);
         prop_assert_eq!(timed.cycles, one_cycles);
         prop_assert_eq!(&split.counters, &one.counters);

@@ -457,7 +457,7 @@ fn live_error(p: &Program, x: &[i32]) -> String {
 /// (it has no time), the replay reports it when the threads settle.
 fn split_error(p: &Program, x: &[i32]) -> String {
     let mut m = Machine::new(p.clone()).unwrap();
-    let timing = TimingThreads::start(&mut m, 2);
+    let timing = TimingThreads::start(&mut m, 2).unwrap();
     m.run(&[Phase::Targets], 0, None, None).unwrap();
     m.run(&[Phase::Forward, Phase::Learn], 0, Some(x), Some(3))
         .unwrap();

@@ -185,8 +185,11 @@ impl Machine {
     }
 }
 
-/// One run whose timing is due: its jobs, its script, and whether it is a target refresh.
+/// One run whose timing is due: its number (in submission order), start cycle, jobs and script,
+/// and whether it is a target refresh.
 pub(crate) struct Work {
+    run: u64,
+    start: Cycles,
     jobs: Vec<Job>,
     script: Script,
     refresh: bool,
@@ -196,7 +199,8 @@ pub(crate) struct Work {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timed {
     pub runs: u64,
-    /// Every run's cycles (its end, or its output's arrival if later), summed.
+    /// Every run's end (or its output's arrival, if later), summed: what [`Machine::run`]
+    /// returns as `end` on one thread.
     pub cycles: Cycles,
     /// The same, of the target refreshes alone.
     pub refresh_cycles: Cycles,
@@ -211,44 +215,80 @@ impl Timed {
 }
 
 /// Where a machine whose timing is split off sends its runs: one channel per timing thread,
-/// taken in turn.
-#[derive(Clone)]
-pub(crate) struct Dispatch {
-    senders: Vec<mpsc::SyncSender<Work>>,
-    next: usize,
+/// taken in turn. A copy of the machine is not split (it computes and times its own runs), so
+/// cloning gives `None`.
+pub(crate) struct Dispatch(Option<(Vec<mpsc::SyncSender<Work>>, u64)>);
+
+impl Dispatch {
+    pub(crate) const NONE: Dispatch = Dispatch(None);
+
+    pub(crate) fn is_split(&self) -> bool {
+        self.0.is_some()
+    }
 }
+
+impl Clone for Dispatch {
+    fn clone(&self) -> Self {
+        Dispatch::NONE
+    }
+}
+
+/// Why [`TimingThreads::start`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SplitError {
+    #[error("the machine's timing already runs on other threads")]
+    AlreadySplit,
+    #[error("a machine that records traces or neuron steps computes and times its runs together")]
+    Recording,
+}
+
+/// What one timing thread leaves: its copy of the machine and its cycles, or the first run
+/// it could not replay and why.
+type ThreadResult = Result<(Machine, Timed), (u64, EmuError)>;
 
 /// Threads that replay the timing of a machine's runs while the machine computes the next
 /// ones (see the module docs). Runs of one sample start and end with an empty network and
 /// idle cores, so their timings are independent: each thread replays every `threads`-th run
 /// on its own copy of the machine, and the cycles, counters and link statistics are sums.
 /// While they run, the machine's runs return their outputs but not their cycles (`end` is 0,
-/// `output_at` is `None`).
+/// `output_at` is `None`); [`TimingThreads::settle`] must follow.
+#[must_use = "the runs' cycles and statistics come back with `settle`"]
 pub struct TimingThreads {
-    handles: Vec<thread::JoinHandle<Result<(Machine, Timed), EmuError>>>,
+    handles: Vec<thread::JoinHandle<ThreadResult>>,
     /// The machine's link statistics when the threads took their copies.
     since: Vec<crate::router::LinkStats>,
 }
 
-/// Runs computed ahead of their timing, at most (a bound on memory).
+/// Runs computed ahead of their timing, at most (a bound on memory), plus the one each thread
+/// is replaying.
 const AHEAD: usize = 256;
 
 impl TimingThreads {
     /// Starts `threads` threads replaying `m`'s runs of one sample each (what [`Machine::run`]
-    /// does) on copies of `m`, from the next run on.
-    pub fn start(m: &mut Machine, threads: usize) -> TimingThreads {
+    /// does) on copies of `m`, from the next run on. A machine that records traces or neuron
+    /// steps, or is already split, is refused.
+    pub fn start(m: &mut Machine, threads: usize) -> Result<TimingThreads, SplitError> {
+        if m.timing.is_split() {
+            return Err(SplitError::AlreadySplit);
+        }
+        if m.tracing || m.step_log.is_some() {
+            return Err(SplitError::Recording);
+        }
         let threads = threads.max(1);
         let mut senders = Vec::new();
         let mut handles = Vec::new();
         for _ in 0..threads {
             let mut timing = m.timing_copy();
             timing.counters = m.counters.since(&m.counters);
-            let (tx, rx) = mpsc::sync_channel::<Work>(AHEAD / threads);
+            let (tx, rx) = mpsc::sync_channel::<Work>((AHEAD / threads).max(1));
             senders.push(tx);
             handles.push(thread::spawn(move || {
                 let mut t = Timed::default();
                 for w in rx {
-                    let ex = timing.replay(&w.jobs, 0, w.script)?;
+                    // A thread stops at its first error; the runs after it are not replayed.
+                    let ex = timing
+                        .replay(&w.jobs, w.start, w.script)
+                        .map_err(|e| (w.run, e))?;
                     let at = ex.outputs.first().and_then(|o| o.at).unwrap_or(0);
                     let end = ex.end.max(at);
                     t.runs += 1;
@@ -260,58 +300,72 @@ impl TimingThreads {
                 Ok((timing, t))
             }));
         }
-        m.timing = Some(Dispatch { senders, next: 0 });
-        TimingThreads {
+        m.timing = Dispatch(Some((senders, 0)));
+        Ok(TimingThreads {
             handles,
             since: m.all_link_stats().to_vec(),
-        }
+        })
     }
 
     /// Waits for every run submitted so far to be replayed and gives `m` the link statistics
-    /// and timing counters of those runs. A replay's error is returned (the first thread's
-    /// first, so the same error for the same runs).
+    /// and timing counters of those runs. If replays failed, the error of the earliest failed
+    /// run: the one a single thread would have stopped at (every run before it was replayed,
+    /// whichever thread it went to).
     pub fn settle(self, m: &mut Machine) -> Result<Timed, EmuError> {
-        m.timing = None;
+        m.timing = Dispatch::NONE;
         let mut total = Timed::default();
-        let mut first_err = None;
+        let mut first: Option<(u64, EmuError)> = None;
         for h in self.handles {
-            match h.join() {
+            let failed = match h.join() {
                 Ok(Ok((timing, t))) => {
                     m.network.absorb(&timing.network, &self.since);
                     m.counters.add(&timing.counters);
                     total.add(&t);
+                    continue;
                 }
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
+                Ok(Err(failed)) => failed,
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("no message");
+                    (
+                        0,
+                        EmuError::Output(format!("a timing thread panicked: {why}")),
+                    )
                 }
-                Err(_) => {
-                    first_err.get_or_insert(EmuError::Output("a timing thread panicked".into()));
-                }
+            };
+            if first.as_ref().is_none_or(|(run, _)| failed.0 < *run) {
+                first = Some(failed);
             }
         }
-        match first_err {
-            Some(e) => Err(e),
+        match first {
+            Some((_, e)) => Err(e),
             None => Ok(total),
         }
     }
 }
 
 impl Machine {
-    /// Hands a computed run to the timing thread.
+    /// Hands a computed run to the next timing thread.
     pub(crate) fn submit(
         &mut self,
+        start: Cycles,
         jobs: Vec<Job>,
         script: Script,
         refresh: bool,
     ) -> Result<(), EmuError> {
-        let d = self.timing.as_mut().expect("timing threads");
-        let tx = &d.senders[d.next];
-        d.next = (d.next + 1) % d.senders.len();
-        tx.send(Work {
+        let (senders, run) = self.timing.0.as_mut().expect("timing threads");
+        let tx = &senders[(*run % senders.len() as u64) as usize];
+        let w = Work {
+            run: *run,
+            start,
             jobs,
             script,
             refresh,
-        })
-        .map_err(|_| EmuError::TimingStopped)
+        };
+        *run += 1;
+        tx.send(w).map_err(|_| EmuError::TimingStopped)
     }
 }

@@ -211,7 +211,8 @@ pub struct RunResult {
 /// A chip loaded with a program.
 #[derive(Clone)]
 pub struct Machine {
-    program: Program,
+    /// Shared by copies (evaluation chunks, timing threads): never changed after loading.
+    program: std::sync::Arc<Program>,
     layers: Vec<LayerRt>,
     cores: Vec<Core>,
     hops: Vec<u32>,
@@ -234,7 +235,7 @@ pub struct Machine {
     update_step: u64,
     /// When set, runs compute their values here and hand their timing to these threads
     /// ([`crate::decoupled::TimingThreads`]).
-    pub(crate) timing: Option<crate::decoupled::Dispatch>,
+    pub(crate) timing: crate::decoupled::Dispatch,
     /// Host seconds spent computing runs whose timing went to the timing threads.
     pub(crate) compute_seconds: f64,
 }
@@ -397,7 +398,7 @@ impl Machine {
             ..Default::default()
         };
         Ok(Machine {
-            program,
+            program: std::sync::Arc::new(program),
             layers,
             cores,
             hops,
@@ -411,7 +412,7 @@ impl Machine {
             step_log: None,
             counters,
             update_step: 0,
-            timing: None,
+            timing: crate::decoupled::Dispatch::NONE,
             compute_seconds: 0.0,
         })
     }
@@ -437,7 +438,7 @@ impl Machine {
 
     /// The program with the chip's current weights and projections written back.
     pub fn trained_program(&self) -> Program {
-        let mut p = self.program.clone();
+        let mut p = (*self.program).clone();
         for (cp, core) in p.cores.iter_mut().zip(&self.cores) {
             cp.weights.data.clone_from(&core.w);
             if let (Some(img), Some(s)) = (cp.projection.as_mut(), core.proj.as_ref()) {
@@ -454,7 +455,9 @@ impl Machine {
 
     /// Runs the given phases of every core back to back, starting at cycle `start`.
     /// `input` is the sample (in the input format) for the forward phase, `label` its class for
-    /// the learn phase.
+    /// the learn phase. While the machine's timing runs on other threads
+    /// ([`crate::decoupled::TimingThreads`]) the result has the outputs but no cycles (`end` 0,
+    /// `output_at` `None`): they come with `TimingThreads::settle`.
     pub fn run(
         &mut self,
         phases: &[Phase],
@@ -486,13 +489,13 @@ impl Machine {
             _ => false,
         };
         let classes = self.program.network.classes as usize;
-        if self.timing.is_some() {
+        if self.timing.is_split() {
             // A timing thread replays this run; its cycles come with `TimingThreads::settle`.
             let started = std::time::Instant::now();
             let c = self.compute(&jobs, &mut feed)?;
             self.compute_seconds += started.elapsed().as_secs_f64();
             let output = c.outputs.into_iter().next().flatten();
-            self.submit(jobs, c.script, phases == [Phase::Targets])?;
+            self.submit(start, jobs, c.script, phases == [Phase::Targets])?;
             return Ok(RunResult {
                 end: 0,
                 output_at: None,

@@ -527,7 +527,9 @@ pub fn train(
         let split = opts.schedule == Schedule::Sequential
             && rec.is_none()
             && rayon::current_num_threads() > 1;
-        let timing = split.then(|| TimingThreads::start(&mut m, rayon::current_num_threads()));
+        let timing = split
+            .then(|| TimingThreads::start(&mut m, rayon::current_num_threads()).ok())
+            .flatten();
         let mut sequential = || -> Result<(), EmuError> {
             for (j, &i) in order
                 .iter()
