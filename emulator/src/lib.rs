@@ -8,8 +8,9 @@
 //! so the arithmetic can be vectorized without changing a cycle.
 //!
 //! [`train`](mod@train) drives training and inference over a [`data::Dataset`] and produces a
-//! [`report::Report`]. With more than one thread, training computes every run's values on the
-//! calling thread and replays its timing from a script on other threads ([`decoupled`]);
+//! [`report::Report`]. With more than one thread, sequential training computes every run's
+//! values on the calling thread and replays its timing from a script on other threads
+//! ([`decoupled`]; not when recording waveforms);
 //! evaluations run in fixed chunks of samples on copies of the machine over rayon's threads.
 //! Every thread count gives the same result.
 //! The emulator does not depend on the compiler; they meet in `sigchip-isa`.
