@@ -396,11 +396,7 @@ fn the_waveform_shows_the_worked_example() {
 /// instead of running forever or losing the message: here core0 never takes its label.
 #[test]
 fn a_message_nobody_receives_is_an_error_on_both_engines() {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let text = std::fs::read_to_string(format!("{dir}/examples/digits.ron")).unwrap();
-    let mut p = compiler::compile_str(&text, "digits", &ChipDescription::default())
-        .unwrap()
-        .program;
+    let mut p = digits();
     let label_route = p
         .routes
         .iter()
@@ -414,14 +410,7 @@ fn a_message_nobody_receives_is_an_error_on_both_engines() {
         .streams
         .learn
         .retain(|i| *i != Instr::Recv { route: label_route });
-    let d = data::digits();
-    let mut x = Vec::new();
-    encode_input(
-        d.train.image(0),
-        d.max_value,
-        p.network.input_format,
-        &mut x,
-    );
+    let x = first_image(&p);
     for engine in [EngineKind::Event, EngineKind::Tick] {
         let mut m = Machine::new(p.clone()).unwrap();
         m.engine = engine;
@@ -442,6 +431,28 @@ fn a_message_nobody_receives_is_an_error_on_both_engines() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("costs.send_packet: is 0"), "{e}");
+}
+
+/// `examples/digits.ron` compiled for the default chip.
+fn digits() -> Program {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{dir}/examples/digits.ron")).unwrap();
+    compiler::compile_str(&text, "digits", &ChipDescription::default())
+        .unwrap()
+        .program
+}
+
+/// The first training image of the digits, in `p`'s input format.
+fn first_image(p: &Program) -> Vec<i32> {
+    let d = data::digits();
+    let mut x = Vec::new();
+    encode_input(
+        d.train.image(0),
+        d.max_value,
+        p.network.input_format,
+        &mut x,
+    );
+    x
 }
 
 /// The error of a training sample of `x` (label 3) after a target refresh, on one thread.
@@ -468,11 +479,7 @@ fn split_error(p: &Program, x: &[i32]) -> String {
 /// cores whether the timing runs with the arithmetic or on another thread.
 #[test]
 fn a_deadlock_is_the_same_error_with_the_timing_on_another_thread() {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let text = std::fs::read_to_string(format!("{dir}/examples/digits.ron")).unwrap();
-    let mut p = compiler::compile_str(&text, "digits", &ChipDescription::default())
-        .unwrap()
-        .program;
+    let mut p = digits();
     // The first core that sends in its forward stream stops sending: its receiver waits.
     let core = p
         .cores
@@ -488,14 +495,7 @@ fn a_deadlock_is_the_same_error_with_the_timing_on_another_thread() {
         .streams
         .forward
         .retain(|i| !matches!(i, Instr::Send { .. }));
-    let d = data::digits();
-    let mut x = Vec::new();
-    encode_input(
-        d.train.image(0),
-        d.max_value,
-        p.network.input_format,
-        &mut x,
-    );
+    let x = first_image(&p);
     let live = live_error(&p, &x);
     assert!(live.starts_with("deadlock in the "), "{live}");
     assert!(live.contains(" waits on "), "{live}");
