@@ -23,13 +23,17 @@ fn without_host(report: &emulator::Report) -> serde_json::Value {
 fn program_on(example: &str, chip: Option<&str>) -> Program {
     let dir = env!("CARGO_MANIFEST_DIR");
     let text = std::fs::read_to_string(format!("{dir}/examples/{example}.ron")).unwrap();
-    let chip = chip.map_or_else(ChipDescription::default, |c| {
-        let t = std::fs::read_to_string(format!("{dir}/examples/{c}.ron")).unwrap();
-        ChipDescription::from_ron(&t, c).unwrap()
-    });
+    let chip = chip.map_or_else(ChipDescription::default, example_chip);
     compiler::compile_str(&text, example, &chip)
         .unwrap()
         .program
+}
+
+/// An example chip description, by name.
+fn example_chip(name: &str) -> ChipDescription {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{dir}/examples/{name}.ron")).unwrap();
+    ChipDescription::from_ron(&text, name).unwrap()
 }
 
 /// Runs `f` on a pool of `threads` threads.
@@ -191,11 +195,7 @@ fn an_error_in_training_is_the_same_for_every_thread_count() {
             "rounding: stochastic,\n        batch: 2,\n    ),",
         );
     assert!(text.contains("batch: 2") && text.contains("target_refresh: 100"));
-    let chip = {
-        let t = std::fs::read_to_string(format!("{dir}/examples/chip_batch.ron")).unwrap();
-        ChipDescription::from_ron(&t, "chip_batch").unwrap()
-    };
-    let mut p = compiler::compile_str(&text, "digits_b2", &chip)
+    let mut p = compiler::compile_str(&text, "digits_b2", &example_chip("chip_batch"))
         .unwrap()
         .program;
     let core = 1;
