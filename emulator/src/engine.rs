@@ -313,17 +313,25 @@ impl Machine {
 
     fn run_events(&mut self, run: &mut Run, start: Cycles) -> Result<(), EmuError> {
         let mut net_now = start;
+        // The next actor (the port: 0, core `ci`: `ci + 1`) and when, if any; `None` when it
+        // must be chosen again.
+        let mut chosen: Option<Option<(Cycles, usize)>> = None;
         loop {
             // The next actor: the port (order 0), then cores by ID (order 1 + id).
-            let mut best: Option<(Cycles, usize)> = None;
-            if !run.port_waiting && !run.port_queue.is_empty() {
-                best = Some((run.port_ready, 0));
-            }
-            for (ci, c) in run.cores.iter().enumerate() {
-                if c.wait == Wait::Ready && best.is_none_or(|b| (c.ready, ci + 1) < b) {
-                    best = Some((c.ready, ci + 1));
+            // Only an actor or a delivery changes who acts next: network steps without a
+            // delivery (most of them) reuse the last choice.
+            let best = *chosen.get_or_insert_with(|| {
+                let mut best: Option<(Cycles, usize)> = None;
+                if !run.port_waiting && !run.port_queue.is_empty() {
+                    best = Some((run.port_ready, 0));
                 }
-            }
+                for (ci, c) in run.cores.iter().enumerate() {
+                    if c.wait == Wait::Ready && best.is_none_or(|b| (c.ready, ci + 1) < b) {
+                        best = Some((c.ready, ci + 1));
+                    }
+                }
+                best
+            });
             let net = self.network.next_event(net_now);
             match (best, net) {
                 (Some((t, who)), n) if n.is_none_or(|n| t <= n) => {
@@ -332,11 +340,15 @@ impl Machine {
                     } else {
                         self.core_act(run, who - 1, t)?;
                     }
+                    chosen = None;
                 }
                 (_, Some(n)) => {
                     let d = self.network.step(n);
                     net_now = n + 1;
-                    self.deliver(run, d);
+                    if !d.is_empty() {
+                        self.deliver(run, d);
+                        chosen = None;
+                    }
                 }
                 _ => break,
             }
