@@ -118,7 +118,11 @@ pub struct Network {
     hops: Vec<(u8, u32)>,
     hop_start: Vec<u32>,
     /// Per (router, input direction).
-    queues: Vec<VecDeque<Packet>>,
+    /// Per (router, input direction): the packets in it, oldest first, as indices into
+    /// `slab` (a packet stays in one slot from injection to ejection; queues move indices).
+    queues: Vec<VecDeque<u32>>,
+    slab: Vec<Packet>,
+    free: Vec<u32>,
     /// Per (router, input direction): queued packets plus packets on the link towards it.
     occupancy: Vec<u32>,
     /// Routers with a non-empty input buffer, and a bit per non-empty input buffer of each.
@@ -201,6 +205,8 @@ impl Network {
             hops,
             hop_start,
             queues: vec![VecDeque::new(); routers * DIRS],
+            slab: Vec::new(),
+            free: Vec::new(),
             occupancy: vec![0; routers * DIRS],
             active: Vec::new(),
             in_active: vec![false; routers],
@@ -241,7 +247,7 @@ impl Network {
         }
         for k in 0..packets {
             let ready = first + k * spacing;
-            self.queues[q].push_back(Packet {
+            let packet = Packet {
                 msg,
                 last: k + 1 == packets,
                 route,
@@ -251,11 +257,22 @@ impl Network {
                 seq: self.seq,
                 out,
                 next,
-            });
+            };
+            let slot = match self.free.pop() {
+                Some(i) => {
+                    self.slab[i as usize] = packet;
+                    i
+                }
+                None => {
+                    self.slab.push(packet);
+                    (self.slab.len() - 1) as u32
+                }
+            };
+            self.queues[q].push_back(slot);
             self.seq += 1;
         }
         if was_empty {
-            self.head[q] = Head::of(&self.queues[q][0]);
+            self.head[q] = Head::of(&self.slab[self.queues[q][0] as usize]);
         }
         self.packets += packets;
         self.occupancy[q] += packets as u32;
@@ -342,9 +359,10 @@ impl Network {
         let tracing = self.link_trace.is_some();
         for &(q, link) in &moves {
             let queue = &mut self.queues[q];
-            let mut p = queue.pop_front().expect("a decided head");
+            let slot = queue.pop_front().expect("a decided head");
             match queue.front() {
-                Some(h) => {
+                Some(&h) => {
+                    let h = &self.slab[h as usize];
                     self.head[q] = Head::of(h);
                     next = next.min(h.ready.max(now + 1));
                 }
@@ -362,7 +380,9 @@ impl Network {
                     t.push((now, link / DIRS, link % DIRS));
                 }
             }
+            let p = &mut self.slab[slot as usize];
             if p.next == EJECT {
+                self.free.push(slot);
                 self.packets -= 1;
                 if p.last {
                     delivered.push(Delivery {
@@ -379,9 +399,9 @@ impl Network {
             (p.out, p.next) = self.hops[p.hop as usize];
             if self.queues[nq].is_empty() {
                 next = next.min(p.ready);
-                self.head[nq] = Head::of(&p);
+                self.head[nq] = Head::of(p);
             }
-            self.queues[nq].push_back(p);
+            self.queues[nq].push_back(slot);
             self.occupancy[nq] += 1;
             self.note(nq, now);
             self.mark(nq);
