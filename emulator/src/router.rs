@@ -16,7 +16,6 @@
 use crate::timing::Cycles;
 use serde::Serialize;
 use sigchip_isa::Program;
-use std::collections::VecDeque;
 
 /// Input and output directions of a router.
 const LOCAL: usize = 0;
@@ -41,7 +40,12 @@ struct Packet {
     /// (`EJECT` when it leaves the network).
     out: u8,
     next: u32,
+    /// The packet behind it in its buffer (`NIL`: none).
+    behind: u32,
 }
+
+/// No packet: the end of a buffer's list.
+const NIL: u32 = u32::MAX;
 
 /// What arbitration reads of a buffer's head packet.
 #[derive(Clone, Copy, Debug)]
@@ -118,9 +122,10 @@ pub struct Network {
     hops: Vec<(u8, u32)>,
     hop_start: Vec<u32>,
     /// Per (router, input direction).
-    /// Per (router, input direction): the packets in it, oldest first, as indices into
-    /// `slab` (a packet stays in one slot from injection to ejection; queues move indices).
-    queues: Vec<VecDeque<u32>>,
+    /// Per (router, input direction): its first and last packet (`NIL` when empty), as
+    /// indices into `slab`, linked front to back through `Packet::behind`. A packet stays in
+    /// one slot from injection to ejection; moving it relinks it.
+    queues: Vec<(u32, u32)>,
     slab: Vec<Packet>,
     free: Vec<u32>,
     /// Per (router, input direction): queued packets plus packets on the link towards it.
@@ -204,7 +209,7 @@ impl Network {
             sources: paths.iter().map(|p| p[0]).collect(),
             hops,
             hop_start,
-            queues: vec![VecDeque::new(); routers * DIRS],
+            queues: vec![(NIL, NIL); routers * DIRS],
             slab: Vec::new(),
             free: Vec::new(),
             occupancy: vec![0; routers * DIRS],
@@ -241,7 +246,7 @@ impl Network {
         let q = src * DIRS + LOCAL;
         let hop = self.hop_start[route as usize];
         let (out, next) = self.hops[hop as usize];
-        let was_empty = self.queues[q].is_empty();
+        let was_empty = self.queues[q].0 == NIL;
         if was_empty {
             self.next_ready = Some(self.next_ready.map_or(first, |n| n.min(first)));
         }
@@ -257,6 +262,7 @@ impl Network {
                 seq: self.seq,
                 out,
                 next,
+                behind: NIL,
             };
             let slot = match self.free.pop() {
                 Some(i) => {
@@ -268,16 +274,29 @@ impl Network {
                     (self.slab.len() - 1) as u32
                 }
             };
-            self.queues[q].push_back(slot);
+            self.push(q, slot);
             self.seq += 1;
         }
         if was_empty {
-            self.head[q] = Head::of(&self.slab[self.queues[q][0] as usize]);
+            self.head[q] = Head::of(&self.slab[self.queues[q].0 as usize]);
         }
         self.packets += packets;
         self.occupancy[q] += packets as u32;
         self.note(q, first);
         self.mark(q);
+    }
+
+    /// Appends the packet in `slot` to buffer `q`.
+    #[inline]
+    fn push(&mut self, q: usize, slot: u32) {
+        self.slab[slot as usize].behind = NIL;
+        match self.queues[q] {
+            (NIL, _) => self.queues[q] = (slot, slot),
+            (_, last) => {
+                self.slab[last as usize].behind = slot;
+                self.queues[q].1 = slot;
+            }
+        }
     }
 
     /// Marks buffer `q` non-empty (its router is active while any of its buffers is).
@@ -358,18 +377,17 @@ impl Network {
         }
         let tracing = self.link_trace.is_some();
         for &(q, link) in &moves {
-            let queue = &mut self.queues[q];
-            let slot = queue.pop_front().expect("a decided head");
-            match queue.front() {
-                Some(&h) => {
-                    let h = &self.slab[h as usize];
-                    self.head[q] = Head::of(h);
-                    next = next.min(h.ready.max(now + 1));
-                }
-                None => {
-                    self.head[q] = Head::EMPTY;
-                    self.nonempty[q / DIRS] &= !(1 << (q % DIRS));
-                }
+            let slot = self.queues[q].0;
+            let behind = self.slab[slot as usize].behind;
+            self.queues[q].0 = behind;
+            if behind == NIL {
+                self.queues[q].1 = NIL;
+                self.head[q] = Head::EMPTY;
+                self.nonempty[q / DIRS] &= !(1 << (q % DIRS));
+            } else {
+                let h = &self.slab[behind as usize];
+                self.head[q] = Head::of(h);
+                next = next.min(h.ready.max(now + 1));
             }
             self.occupancy[q] -= 1;
             self.note(q, now);
@@ -397,11 +415,11 @@ impl Network {
             p.hop += 1;
             p.ready = now + self.hop;
             (p.out, p.next) = self.hops[p.hop as usize];
-            if self.queues[nq].is_empty() {
+            if self.queues[nq].0 == NIL {
                 next = next.min(p.ready);
                 self.head[nq] = Head::of(p);
             }
-            self.queues[nq].push_back(slot);
+            self.push(nq, slot);
             self.occupancy[nq] += 1;
             self.note(nq, now);
             self.mark(nq);
