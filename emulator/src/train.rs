@@ -304,13 +304,41 @@ pub fn evaluate(
 /// whose inference reads a buffer the previous sample left behind (compiled programs never do).
 pub const EVAL_CHUNK: usize = 256;
 
-/// What one evaluation chunk run on a copy of the machine leaves to merge.
+/// What evaluation chunks run on copies of the machine leave to merge, merged as they finish
+/// (so memory does not grow with the number of chunks). Every merge is a sum or a maximum of
+/// integers, so the order chunks finish in changes nothing.
+#[derive(Default)]
 struct ChunkOut {
     result: EvalResult,
     counters: Counters,
-    network: crate::router::Network,
+    /// A chunk's network, with the link statistics and largest occupancies of the chunks
+    /// merged into it.
+    network: Option<crate::router::Network>,
     /// The last chunk's machine: the state the evaluation ends in.
     machine: Option<Machine>,
+    /// The error of the earliest failed chunk, by chunk number.
+    error: Option<(usize, EmuError)>,
+}
+
+impl ChunkOut {
+    /// `self` and `o` merged; `links` are the statistics every chunk's network started from.
+    fn merge(mut self, o: ChunkOut, links: &[LinkStats]) -> ChunkOut {
+        self.result.add(&o.result);
+        self.counters.add(&o.counters);
+        self.network = match (self.network, o.network) {
+            (Some(mut a), Some(b)) => {
+                a.absorb(&b, links);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
+        self.machine = self.machine.or(o.machine);
+        self.error = match (self.error, o.error) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        self
+    }
 }
 
 /// [`evaluate`], recording the window of `rec` (the refresh, then the samples back to back).
@@ -355,16 +383,17 @@ fn evaluate_traced(
     let done = std::sync::atomic::AtomicU64::new(0);
     let (finished, wait) = std::sync::mpsc::channel::<()>();
     let last = chunks.len() - 1;
-    let mut outs: Vec<Result<ChunkOut, EmuError>> = Vec::new();
+    let links = base.all_link_stats().to_vec();
+    let mut out = ChunkOut::default();
     rayon::in_place_scope(|s| {
-        let (base, done, chunks, outs) = (&base, &done, &chunks, &mut outs);
+        let (base, done, chunks, out, links) = (&base, &done, &chunks, &mut out, &links);
         s.spawn(move |_| {
-            *outs = chunks
+            *out = chunks
                 .par_iter()
                 .enumerate()
                 .map(|(k, range)| {
                     let mut copy = base.clone();
-                    let (result, _) = eval_range(
+                    let ran = eval_range(
                         &mut copy,
                         split,
                         range.clone(),
@@ -372,18 +401,28 @@ fn evaluate_traced(
                         0,
                         &mut None,
                         &mut |_, _, _| {},
-                    )?;
+                    );
                     done.fetch_add(range.len() as u64, Ordering::Relaxed);
+                    let (result, _) = match ran {
+                        Ok(r) => r,
+                        Err(e) => {
+                            return ChunkOut {
+                                error: Some((k, e)),
+                                ..Default::default()
+                            }
+                        }
+                    };
                     let counters = copy.counters.since(&base.counters);
-                    let network = copy.network().clone();
-                    Ok(ChunkOut {
+                    let last = k == last;
+                    ChunkOut {
                         result,
                         counters,
-                        network,
-                        machine: (k == last).then_some(copy),
-                    })
+                        network: (!last).then(|| copy.network().clone()),
+                        machine: last.then_some(copy),
+                        error: None,
+                    }
                 })
-                .collect();
+                .reduce(ChunkOut::default, |a, b| a.merge(b, links));
             // The receiver may be gone only if this thread panicked.
             let _ = finished.send(());
         });
@@ -393,15 +432,20 @@ fn evaluate_traced(
             progress(done.load(Ordering::Relaxed), n as u64, "inference");
         }
     });
-    let links = base.all_link_stats().to_vec();
-    for out in outs {
-        let out = out?;
-        r.add(&out.result);
-        m.counters.add(&out.counters);
-        m.network_mut().absorb(&out.network, &links);
-        if let Some(last) = out.machine {
-            m.restore_cores(&last);
-        }
+    if let Some((_, e)) = out.error {
+        return Err(e);
+    }
+    r.add(&out.result);
+    m.counters.add(&out.counters);
+    for network in out
+        .network
+        .iter()
+        .chain(out.machine.as_ref().map(|l| l.network()))
+    {
+        m.network_mut().absorb(network, &links);
+    }
+    if let Some(last) = out.machine {
+        m.restore_cores(&last);
     }
     Ok(r)
 }
