@@ -198,7 +198,6 @@ pub(crate) struct Work {
 /// The cycles of the runs the timing threads replayed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timed {
-    pub runs: u64,
     /// Every run's end (or its output's arrival, if later), summed: what [`Machine::run`]
     /// returns as `end` on one thread.
     pub cycles: Cycles,
@@ -208,7 +207,6 @@ pub struct Timed {
 
 impl Timed {
     fn add(&mut self, o: &Timed) {
-        self.runs += o.runs;
         self.cycles += o.cycles;
         self.refresh_cycles += o.refresh_cycles;
     }
@@ -291,7 +289,6 @@ impl TimingThreads {
                         .map_err(|e| (w.run, e))?;
                     let at = ex.outputs.first().and_then(|o| o.at).unwrap_or(0);
                     let end = ex.end.max(at);
-                    t.runs += 1;
                     t.cycles += end;
                     if w.refresh {
                         t.refresh_cycles += end;
